@@ -1,0 +1,64 @@
+/* config: command-line flags and their UAPI_SIDECAR_* environment
+ * equivalents, parsed into one plain immutable struct. A flag given on the
+ * command line wins over its environment variable, which wins over the
+ * default. */
+#ifndef USC_CONFIG_H
+#define USC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+  USC_BACKEND_NATIVE,
+  USC_BACKEND_UAPI,
+  USC_BACKEND_AUTO,
+} usc_backend_t;
+
+typedef enum { USC_LOG_TEXT, USC_LOG_JSON } usc_log_format_t;
+
+typedef enum {
+  USC_LOG_DEBUG,
+  USC_LOG_INFO,
+  USC_LOG_WARN,
+  USC_LOG_ERROR,
+} usc_log_level_t;
+
+typedef struct {
+  char listen_host[256]; /* --listen, default 127.0.0.1:50051 */
+  int listen_port;
+  char admin_host[256]; /* --admin-listen, default 127.0.0.1:9090 */
+  int admin_port;
+  usc_backend_t backend;        /* --backend; default native without
+                                   --uapi-url, else auto */
+  char uapi_url[1024];          /* --uapi-url, "" when unset */
+  usc_log_format_t log_format;  /* --log-format text|json, default text */
+  usc_log_level_t log_level;    /* --log-level debug|info|warn|error */
+  size_t max_recv_message_size; /* --max-recv-message-size bytes, 4 MiB */
+  size_t max_calls;             /* --max-calls, default 100000 */
+  int64_t ring_ns;              /* --ring-delay ms, default 0 */
+  int64_t shutdown_grace_ns;    /* --shutdown-grace ms, default 10000 */
+  uint32_t max_concurrent_streams; /* --max-concurrent-streams, 1000 */
+} usc_config_t;
+
+typedef enum {
+  USC_CONFIG_RUN,     /* start the sidecar */
+  USC_CONFIG_HELP,    /* print usc_config_usage() and exit 0 */
+  USC_CONFIG_VERSION, /* print the version and exit 0 */
+  USC_CONFIG_ERROR,   /* print `error` and exit 2 */
+} usc_config_result_t;
+
+/* Parses argv (argv[0] is the program) and `envp` (NULL-terminated
+ * "NAME=value" strings, may be NULL). On USC_CONFIG_ERROR, `error` holds a
+ * message naming the flag or variable and the bad value. */
+usc_config_result_t usc_config_parse(int argc, char *const argv[],
+                                     char *const envp[], usc_config_t *config,
+                                     char *error, size_t error_cap);
+
+/* The --help text. Static string. */
+const char *usc_config_usage(void);
+
+/* "uapi-sidecar <version>". Static string. */
+const char *usc_config_version(void);
+
+#endif

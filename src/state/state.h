@@ -1,0 +1,249 @@
+/* state: the native call-state engine. Pure: no I/O, no clock of its own
+ * (the caller passes the time), no global state. It holds the live calls
+ * of every user, applies the UAPI PhoneCalls operations to them with the
+ * semantics of api-contract.md §2 and §4, and tells watchers what changed.
+ *
+ * Addressing. Every operation names a user, an extension and (mostly) a
+ * call id, validated with the UAPI grammar:
+ *   user: "" / "@me" / "@viewer" / "@owner" (all: the caller's identity),
+ *         or [A-Za-z0-9]{1,64};
+ *   extension: [0-9*]{1,32} (with at least one digit) or "@self" (any);
+ *   call id: [A-Za-z0-9]{1,64};  view id: [0-9]{2}.
+ * A call belongs to the user it was created for; other users never see it
+ * (NOT_FOUND). A call matches an extension when the extension is "@self",
+ * the call's charged extension, or the extension of one of its views.
+ *
+ * Errors are reported in a usc_state_err_t: the gRPC status, the UAPI code
+ * and a sentence a person can act on.
+ *
+ * Lifetime. Pointers to calls returned by the engine stay valid until the
+ * next call that changes the engine (any create, action, hangup, advance,
+ * or free). */
+#ifndef USC_STATE_H
+#define USC_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "src/grpc/grpc.h"
+
+#define USC_STATE_CALL_ID_LEN 20
+#define USC_STATE_MAX_VIEWS 8
+#define USC_STATE_MAX_NUMBERS 8 /* entries in a source or destination */
+#define USC_STATE_MAX_ID_LEN 64
+
+/* UAPI codes used by the engine. */
+#define USC_UAPI_CALL_INVALID "pc_phoncall_invalid"
+#define USC_UAPI_VIEW_INVALID "pc_phoncallview_invalid"
+#define USC_UAPI_STATE_INVALID "pc_phonecall_state_invalid"
+#define USC_UAPI_USER_INVALID "user_invalid"
+#define USC_UAPI_EXTENSION_INVALID "extension_invalid"
+
+typedef struct {
+  usc_grpc_status_t status; /* USC_GRPC_OK when there is no error */
+  const char *uapi_code;    /* static string or NULL */
+  char message[192];
+} usc_state_err_t;
+
+/* Timestamps are nanoseconds since the Unix epoch; 0 means "not set". */
+typedef struct {
+  char id[3]; /* "00", "01", ... */
+  const char *extension;
+  const char *const *source;
+  size_t n_source;
+  const char *const *destination;
+  size_t n_destination;
+  int flow;   /* UAPI number: 2 local, 4 outgoing public, 8 incoming */
+  int status; /* UAPI number 0..5 */
+  int64_t ringing;
+  const char *caller_id; /* NULL when unset */
+  int64_t recording;
+  int64_t answered;
+  int64_t parked;
+  int parked_pos; /* 0 when not parked */
+  const char *parked_by; /* NULL when not parked */
+  int64_t on_hold;
+  int holder; /* 1 while this peer holds the call, else 0 (unset) */
+  int disposition; /* -1 when unset, else UAPI 0..5 */
+} usc_state_view_t;
+
+typedef struct {
+  char id[USC_STATE_CALL_ID_LEN + 1];
+  const char *user; /* owner user id */
+  const char *extension;
+  const char *owner_id;
+  const char *owner_name;
+  int64_t published;
+  int64_t answered;
+  const char *nonce; /* NULL when unset */
+  usc_state_view_t views[USC_STATE_MAX_VIEWS];
+  size_t n_views;
+} usc_state_call_t;
+
+typedef enum {
+  USC_STATE_EVENT_CREATED = 1,
+  USC_STATE_EVENT_UPDATED = 2,
+  USC_STATE_EVENT_ENDED = 3,
+} usc_state_event_type_t;
+
+typedef struct {
+  size_t max_calls;          /* RESOURCE_EXHAUSTED past it; 0 = 100000 */
+  int64_t ring_ns;           /* ringing delay before answer; 0 = at once */
+  uint64_t seed;             /* for call ids */
+  const char *default_user;  /* identity of "@me" when none is given; "1" */
+  const char *owner_name;    /* "Default Organization" when NULL */
+} usc_state_config_t;
+
+typedef struct usc_state usc_state_t;
+
+/* Creates an engine. Returns 0 or USC_ERR_NOMEM; *out written on success.
+ * The config's strings are copied. */
+int usc_state_new(const usc_state_config_t *config, usc_state_t **out);
+void usc_state_free(usc_state_t *state); /* accepts NULL */
+
+size_t usc_state_call_count(const usc_state_t *state);
+
+/* Who is asking: `identity` is the authenticated user, or NULL for the
+ * engine's default user. "@me", "@viewer", "@owner" and "" resolve to it. */
+typedef struct {
+  const char *identity;
+  const char *user_id;
+  const char *extension;
+  const char *phone_call_id;
+} usc_state_address_t;
+
+typedef enum {
+  USC_STATE_CREATE_SIMPLE,
+  USC_STATE_CREATE_CALLBACK,
+  USC_STATE_CREATE_CONFERENCE_INVITE,
+} usc_state_create_kind_t;
+
+typedef struct {
+  usc_state_create_kind_t kind;
+  usc_state_address_t address; /* phone_call_id unused; extension required,
+                                  not "@self" */
+  const char *const *source;   /* at least one */
+  size_t n_source;
+  const char *const *destination; /* at least one */
+  size_t n_destination;
+  const char *caller_id;          /* NULL or "" = unset */
+  const char *caller_destination; /* NULL or "" = unset */
+  const char *nonce;              /* NULL or "" = unset */
+} usc_state_create_t;
+
+/* Creates one call. On success *call points to it (see Lifetime). */
+int usc_state_create(usc_state_t *state, const usc_state_create_t *req,
+                     int64_t now, const usc_state_call_t **call,
+                     usc_state_err_t *err);
+
+/* The call named by the address (phone_call_id required). */
+int usc_state_get(usc_state_t *state, const usc_state_address_t *address,
+                  int64_t now, const usc_state_call_t **call,
+                  usc_state_err_t *err);
+
+typedef struct {
+  usc_state_address_t address; /* phone_call_id optional */
+  bool has_count;
+  int32_t count; /* 1..5000, default 20 */
+  bool has_start_index;
+  int32_t start_index; /* 0..5000, default 0 */
+  const char *filter_by;    /* NULL/"" or "id", "published" */
+  const char *filter_op;    /* equals greaterThan lessThan present
+                               startsWith contains inArray */
+  const char *filter_value; /* inArray: comma-separated */
+  const char *sort_order;   /* NULL/"", "ascending", "descending" */
+} usc_state_list_t;
+
+typedef struct {
+  const usc_state_call_t **calls; /* owned by the result */
+  size_t n_calls;
+  int32_t total_results;
+  int32_t items_per_page;
+  int32_t start_index;
+} usc_state_page_t;
+
+/* Lists the calls of a user and extension ordered by published, then by
+ * creation; one page of them. Free the page with usc_state_page_free. A
+ * phone_call_id naming no call gives an empty page, as UAPI's collection
+ * does. */
+int usc_state_list(usc_state_t *state, const usc_state_list_t *req,
+                   int64_t now, usc_state_page_t *page, usc_state_err_t *err);
+void usc_state_page_free(usc_state_page_t *page);
+
+typedef enum {
+  USC_STATE_ON_HOLD,
+  USC_STATE_OFF_HOLD,
+  USC_STATE_START_RECORDING,
+  USC_STATE_STOP_RECORDING,
+  USC_STATE_PARK,
+  USC_STATE_UNPARK,
+  USC_STATE_PICK_UP,
+  USC_STATE_BARGE_IN,
+  USC_STATE_WHISPER,
+  USC_STATE_MONITOR,
+  USC_STATE_TRANSFER,
+  USC_STATE_TRANSFER_TO_VOICEMAIL,
+} usc_state_action_kind_t;
+
+/* The UAPI action name ("OnHold", "UnPark", ...). Static string. */
+const char *usc_state_action_name(usc_state_action_kind_t kind);
+
+typedef struct {
+  usc_state_action_kind_t kind;
+  usc_state_address_t address; /* phone_call_id required */
+  const char *phone_call_view_id; /* required except for the transfers */
+  const char *send_call_to;       /* required for UnPark, PickUp, BargeIn,
+                                     Whisper, Monitor and both transfers */
+  const char *caller_id;
+  const char *format; /* StartRecording: NULL/"", "wav", "wav49" */
+  const char *transfer_from_number;
+  const char *transfer_number;
+  bool has_max_in_parking;
+  int32_t max_in_parking; /* seconds, 10..3600, default 180 */
+  bool has_wait_for_pickup;
+  int32_t wait_for_pickup;
+  bool has_private;
+  bool private_;
+} usc_state_action_t;
+
+/* Applies one PhoneCallAction. On success *call is the updated call. */
+int usc_state_act(usc_state_t *state, const usc_state_action_t *req,
+                  int64_t now, const usc_state_call_t **call,
+                  usc_state_err_t *err);
+
+typedef struct {
+  usc_state_address_t address; /* phone_call_id optional */
+  const char *phone_number;    /* NULL/"" = any */
+} usc_state_hangup_t;
+
+/* Hangs up the matching calls. On success *ids (owned by the caller, free
+ * with usc_state_ids_free) holds the ids of the calls hung up, possibly
+ * none. A phone_call_id naming no call is NOT_FOUND. */
+int usc_state_hangup(usc_state_t *state, const usc_state_hangup_t *req,
+                     int64_t now, char ***ids, size_t *n_ids,
+                     usc_state_err_t *err);
+void usc_state_ids_free(char **ids, size_t n_ids);
+
+/* Applies what time brings: rings that turn into answers, parking that
+ * runs out. Emits UPDATED events. Returns the time of the next such
+ * change, or 0 when none is pending. */
+int64_t usc_state_advance(usc_state_t *state, int64_t now);
+
+/* Watchers. The callback runs synchronously inside the operation that
+ * changed the call; `call` is valid only during the callback, and the
+ * callback must not call back into the engine. */
+typedef void (*usc_state_watch_fn)(void *user, usc_state_event_type_t type,
+                                   const usc_state_call_t *call, int64_t time);
+
+typedef struct usc_state_watch usc_state_watch_t;
+
+/* Subscribes to the calls of `address.user_id` (resolved like every
+ * address) and of `address.extension` (NULL, "" or "@self": all).
+ * Returns 0, USC_ERR_NOMEM, or an INVALID_ARGUMENT in *err. */
+int usc_state_watch(usc_state_t *state, const usc_state_address_t *address,
+                    usc_state_watch_fn fn, void *user,
+                    usc_state_watch_t **out, usc_state_err_t *err);
+void usc_state_unwatch(usc_state_t *state, usc_state_watch_t *watch);
+
+#endif
