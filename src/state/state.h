@@ -97,6 +97,10 @@ typedef struct {
 
 typedef struct usc_state usc_state_t;
 
+/* Every operation below returns 0 on success, or a negative USC_ERR_*
+ * with *err filled (an allocation failure is RESOURCE_EXHAUSTED). Outputs
+ * are written only on success. */
+
 /* Creates an engine. Returns 0 or USC_ERR_NOMEM; *out written on success.
  * The config's strings are copied. */
 int usc_state_new(const usc_state_config_t *config, usc_state_t **out);
@@ -153,7 +157,23 @@ typedef struct {
                                startsWith contains inArray */
   const char *filter_value; /* inArray: comma-separated */
   const char *sort_order;   /* NULL/"", "ascending", "descending" */
+  const char *const *fields; /* UAPI PhoneCall field names; none = all */
+  size_t n_fields;
 } usc_state_list_t;
+
+/* Bits of usc_state_page_t.field_mask, one per UAPI PhoneCall field. */
+enum {
+  USC_STATE_FIELD_ID = 1 << 0,
+  USC_STATE_FIELD_EXTENSION = 1 << 1,
+  USC_STATE_FIELD_OWNER_ID = 1 << 2,
+  USC_STATE_FIELD_OWNER_NAME = 1 << 3,
+  USC_STATE_FIELD_PUBLISHED = 1 << 4,
+  USC_STATE_FIELD_ANSWERED = 1 << 5,
+  USC_STATE_FIELD_NONCE = 1 << 6,
+  USC_STATE_FIELD_PHONE_CALL_VIEW = 1 << 7,
+  USC_STATE_FIELD_LINKS = 1 << 8,
+  USC_STATE_FIELD_ALL = (1 << 9) - 1,
+};
 
 typedef struct {
   const usc_state_call_t **calls; /* owned by the result */
@@ -161,6 +181,7 @@ typedef struct {
   int32_t total_results;
   int32_t items_per_page;
   int32_t start_index;
+  uint32_t field_mask; /* the fields asked for; USC_STATE_FIELD_ALL */
 } usc_state_page_t;
 
 /* Lists the calls of a user and extension ordered by published, then by
