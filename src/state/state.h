@@ -61,10 +61,10 @@ typedef struct {
   int64_t recording;
   int64_t answered;
   int64_t parked;
-  int parked_pos; /* 0 when not parked */
+  int parked_pos;        /* 0 when not parked */
   const char *parked_by; /* NULL when not parked */
   int64_t on_hold;
-  int holder; /* 1 while this peer holds the call, else 0 (unset) */
+  int holder;      /* 1 while this peer holds the call, else 0 (unset) */
   int disposition; /* -1 when unset, else UAPI 0..5 */
 } usc_state_view_t;
 
@@ -76,9 +76,9 @@ typedef struct {
   const char *owner_name;
   int64_t published;
   int64_t answered;
-  const char *nonce; /* NULL when unset */
-  usc_state_view_t views[USC_STATE_MAX_VIEWS];
-  size_t n_views;
+  const char *nonce;             /* NULL when unset */
+  const usc_state_view_t *views; /* n_views legs, "00" first; engine-owned */
+  size_t n_views;                /* at most USC_STATE_MAX_VIEWS */
 } usc_state_call_t;
 
 typedef enum {
@@ -88,11 +88,11 @@ typedef enum {
 } usc_state_event_type_t;
 
 typedef struct {
-  size_t max_calls;          /* RESOURCE_EXHAUSTED past it; 0 = 100000 */
-  int64_t ring_ns;           /* ringing delay before answer; 0 = at once */
-  uint64_t seed;             /* for call ids */
-  const char *default_user;  /* identity of "@me" when none is given; "1" */
-  const char *owner_name;    /* "Default Organization" when NULL */
+  size_t max_calls;         /* RESOURCE_EXHAUSTED past it; 0 = 100000 */
+  int64_t ring_ns;          /* ringing delay before answer; 0 = at once */
+  uint64_t seed;            /* for call ids */
+  const char *default_user; /* identity of "@me" when none is given; "1" */
+  const char *owner_name;   /* "Default Organization" when NULL */
 } usc_state_config_t;
 
 typedef struct usc_state usc_state_t;
@@ -151,12 +151,12 @@ typedef struct {
   bool has_count;
   int32_t count; /* 1..5000, default 20 */
   bool has_start_index;
-  int32_t start_index; /* 0..5000, default 0 */
-  const char *filter_by;    /* NULL/"" or "id", "published" */
-  const char *filter_op;    /* equals greaterThan lessThan present
-                               startsWith contains inArray */
-  const char *filter_value; /* inArray: comma-separated */
-  const char *sort_order;   /* NULL/"", "ascending", "descending" */
+  int32_t start_index;       /* 0..5000, default 0 */
+  const char *filter_by;     /* NULL/"" or "id", "published" */
+  const char *filter_op;     /* equals greaterThan lessThan present
+                                startsWith contains inArray */
+  const char *filter_value;  /* inArray: comma-separated */
+  const char *sort_order;    /* NULL/"", "ascending", "descending" */
   const char *const *fields; /* UAPI PhoneCall field names; none = all */
   size_t n_fields;
 } usc_state_list_t;
@@ -188,8 +188,8 @@ typedef struct {
  * creation; one page of them. Free the page with usc_state_page_free. A
  * phone_call_id naming no call gives an empty page, as UAPI's collection
  * does. */
-int usc_state_list(usc_state_t *state, const usc_state_list_t *req,
-                   int64_t now, usc_state_page_t *page, usc_state_err_t *err);
+int usc_state_list(usc_state_t *state, const usc_state_list_t *req, int64_t now,
+                   usc_state_page_t *page, usc_state_err_t *err);
 void usc_state_page_free(usc_state_page_t *page);
 
 typedef enum {
@@ -212,7 +212,7 @@ const char *usc_state_action_name(usc_state_action_kind_t kind);
 
 typedef struct {
   usc_state_action_kind_t kind;
-  usc_state_address_t address; /* phone_call_id required */
+  usc_state_address_t address;    /* phone_call_id required */
   const char *phone_call_view_id; /* required except for the transfers */
   const char *send_call_to;       /* required for UnPark, PickUp, BargeIn,
                                      Whisper, Monitor and both transfers */
@@ -263,8 +263,8 @@ typedef struct usc_state_watch usc_state_watch_t;
  * address) and of `address.extension` (NULL, "" or "@self": all).
  * Returns 0, USC_ERR_NOMEM, or an INVALID_ARGUMENT in *err. */
 int usc_state_watch(usc_state_t *state, const usc_state_address_t *address,
-                    usc_state_watch_fn fn, void *user,
-                    usc_state_watch_t **out, usc_state_err_t *err);
+                    usc_state_watch_fn fn, void *user, usc_state_watch_t **out,
+                    usc_state_err_t *err);
 void usc_state_unwatch(usc_state_t *state, usc_state_watch_t *watch);
 
 #endif

@@ -1,0 +1,48 @@
+# uapi-sidecar: the two commands a user needs.
+#   make run   installs what is missing, builds, serves on 127.0.0.1:50051
+#   make test  the same set-up, then every test; ends "N passed, N failed"
+
+SHELL := /bin/bash
+LISTEN ?= 127.0.0.1:50051
+BAZEL ?= bazel
+
+# Debian packages the build and the tests use.
+PACKAGES := bazel-bootstrap gcc g++ make libnghttp2-dev libuv1-dev \
+	libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev \
+	libcmocka-dev libgrpc++-dev protobuf-compiler-grpc python3-grpcio \
+	python3-protobuf python3-h2 nodejs npm valgrind clang-format
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+NODE_DIR := tests/interop/node
+
+.PHONY: run test build deps node-deps format clean
+
+run: deps build
+	@echo "uapi-sidecar: serving PhoneCallService (native backend) on $(LISTEN); Ctrl-C stops it"
+	exec bazel-bin/src/uapi-sidecar --backend native --listen $(LISTEN)
+
+test: deps node-deps
+	/usr/bin/python3 tests/run_all.py
+
+build:
+	$(BAZEL) build //src:uapi-sidecar
+
+deps:
+	@missing=$$(for p in $(PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+node-deps:
+	@[ -d $(NODE_DIR)/node_modules ] || (cd $(NODE_DIR) && npm ci --no-audit --no-fund)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	$(BAZEL) clean
+	rm -rf build $(NODE_DIR)/node_modules

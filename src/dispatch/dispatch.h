@@ -1,0 +1,41 @@
+/* dispatch: the gRPC methods of uapi.phonecalls.v1.PhoneCallService.
+ * It receives calls from the h2 transport, decodes each request with
+ * protobuf-c, serves it from the native call-state engine, and answers
+ * with the response message or a status carrying the UAPI error code (the
+ * "uapi-error-code" trailer and a google.rpc.ErrorInfo in
+ * grpc-status-details-bin). WatchPhoneCalls streams engine events. */
+#ifndef USC_DISPATCH_H
+#define USC_DISPATCH_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "src/h2/h2.h"
+#include "src/state/state.h"
+
+typedef struct usc_dispatch usc_dispatch_t;
+
+typedef struct {
+  uv_loop_t *loop;
+  usc_state_t *state; /* borrowed; outlives the dispatcher */
+  /* Wall-clock time in ns since the epoch, for the engine's timestamps. */
+  int64_t (*clock)(void *clock_user);
+  void *clock_user;
+  int64_t ring_ns; /* the engine's ring delay, to wake it when due */
+} usc_dispatch_config_t;
+
+/* Returns 0 or USC_ERR_NOMEM; *out written on success. */
+int usc_dispatch_new(const usc_dispatch_config_t *config, usc_dispatch_t **out);
+
+/* The handler to give the h2 server, with the dispatcher as its user. */
+const usc_h2_handler_t *usc_dispatch_handler(void);
+
+/* Ends every open WatchPhoneCalls stream with OK (server shutdown). */
+void usc_dispatch_end_streams(usc_dispatch_t *dispatch);
+
+/* Frees the dispatcher once its timer is closed; every call must be over
+ * (close the h2 server first). `on_closed` may be NULL. */
+void usc_dispatch_close(usc_dispatch_t *dispatch, void (*on_closed)(void *),
+                        void *closed_user);
+
+#endif

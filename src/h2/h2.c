@@ -1,0 +1,1170 @@
+#include "src/h2/h2.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <nghttp2/nghttp2.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "src/base/base.h"
+
+#define READ_BUFFER_SIZE (64 * 1024)
+#define WRITE_HIGH_WATER (256 * 1024)
+#define MAX_INITIAL_METADATA 8
+#define MAX_CAPTURED_HEADERS 8
+#define CAPTURED_HEADERS_CAP (16 * 1024)
+#define MAX_EXTRA_TRAILERS 6
+#define STREAM_WINDOW (1 << 20)
+#define POOL_KEEP_BUFFER (64 * 1024)
+
+/* Headers a handler may ask for; everything else is not kept. */
+static const char *const captured_names[] = {
+    "authorization", "x-request-id", "traceparent", "tracestate", "user-agent",
+};
+
+typedef struct conn conn_t;
+
+typedef struct {
+  char *data;
+  size_t len;
+  size_t cap;
+} strbuf_t;
+
+struct usc_h2_call {
+  conn_t *conn;
+  int32_t stream_id;
+  void *user;
+  usc_h2_call_t *next_in_conn;
+  usc_h2_call_t *prev_in_conn;
+
+  /* Request. */
+  bool method_post;
+  bool content_type_ok;
+  bool has_content_type;
+  bool encoding_unsupported;
+  bool timeout_bad;
+  bool started;
+  bool half_closed;
+  int64_t deadline; /* loop time in ms, 0 = none */
+  size_t heap_index;
+  strbuf_t path;
+  strbuf_t headers; /* captured "name\0value\0" pairs */
+  usc_grpc_deframer_t deframer;
+
+  /* Response. */
+  bool finished; /* the handler is done with the call */
+  bool headers_sent;
+  bool deferred;
+  bool trailers_ready;
+  bool reset_after_trailers;
+  uint32_t reset_code;
+  strbuf_t initial; /* "name\0value\0" pairs */
+  size_t n_initial;
+  strbuf_t trailers; /* "name\0value\0" pairs */
+  size_t n_trailers;
+  uint8_t *out;
+  size_t out_len;
+  size_t out_off;
+  size_t out_cap;
+};
+
+struct conn {
+  uv_tcp_t tcp;
+  usc_h2_server_t *server;
+  nghttp2_session *session;
+  conn_t *next;
+  conn_t *prev;
+  conn_t *next_dirty;
+  bool dirty;
+  bool closing;
+  bool draining;
+  bool writing;
+  uv_write_t write_req;
+  uint8_t *wbuf;
+  size_t wbuf_len;
+  size_t wbuf_cap;
+  usc_h2_call_t *calls;
+  char peer[64];
+};
+
+struct usc_h2_server {
+  uv_loop_t *loop;
+  usc_h2_server_config_t config;
+  uv_tcp_t listener;
+  uv_check_t flusher;
+  uv_idle_t waker;
+  uv_timer_t deadline_timer;
+  conn_t *conns;
+  conn_t *dirty;
+  usc_h2_call_t **heap;
+  size_t heap_len;
+  size_t heap_cap;
+  usc_h2_call_t *pool; /* free calls, linked by next_in_conn */
+  size_t active_calls;
+  nghttp2_session_callbacks *callbacks;
+  nghttp2_option *option;
+  uint8_t read_buffer[READ_BUFFER_SIZE];
+  char address[300];
+  bool listening;
+  bool closing;
+  int open_handles;
+  size_t n_conns;
+  void (*on_closed)(void *);
+  void *closed_user;
+};
+
+/* ---- small buffers ---- */
+
+static int strbuf_append(strbuf_t *b, const void *data, size_t len,
+                         size_t limit) {
+  if (b->len + len > limit)
+    return USC_ERR_TOO_LARGE;
+  if (b->len + len > b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 128;
+    while (cap < b->len + len)
+      cap *= 2;
+    char *grown = usc_realloc(b->data, cap);
+    if (grown == NULL)
+      return USC_ERR_NOMEM;
+    b->data = grown;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, data, len);
+  b->len += len;
+  return 0;
+}
+
+static int strbuf_append_pair(strbuf_t *b, const char *name, size_t name_len,
+                              const char *value, size_t value_len,
+                              size_t limit) {
+  static const char nul = '\0';
+  size_t mark = b->len;
+  if (strbuf_append(b, name, name_len, limit) ||
+      strbuf_append(b, &nul, 1, limit) ||
+      strbuf_append(b, value, value_len, limit) ||
+      strbuf_append(b, &nul, 1, limit)) {
+    b->len = mark;
+    return USC_ERR_NOMEM;
+  }
+  return 0;
+}
+
+/* Fills `nv` from "name\0value\0" pairs; returns how many. */
+static size_t pairs_to_nv(const strbuf_t *b, nghttp2_nv *nv, size_t max) {
+  size_t n = 0;
+  size_t off = 0;
+  while (off < b->len && n < max) {
+    const char *name = b->data + off;
+    size_t name_len = strlen(name);
+    const char *value = name + name_len + 1;
+    size_t value_len = strlen(value);
+    nv[n++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)value, name_len,
+                           value_len, NGHTTP2_NV_FLAG_NONE};
+    off += name_len + value_len + 2;
+  }
+  return n;
+}
+
+static nghttp2_nv make_nv(const char *name, const char *value) {
+  return (nghttp2_nv){(uint8_t *)name, (uint8_t *)value, strlen(name),
+                      strlen(value), NGHTTP2_NV_FLAG_NONE};
+}
+
+/* ---- deadline heap (min-heap on call->deadline) ---- */
+
+static void heap_swap(usc_h2_server_t *s, size_t a, size_t b) {
+  usc_h2_call_t *t = s->heap[a];
+  s->heap[a] = s->heap[b];
+  s->heap[b] = t;
+  s->heap[a]->heap_index = a;
+  s->heap[b]->heap_index = b;
+}
+
+static void heap_up(usc_h2_server_t *s, size_t i) {
+  while (i > 0 && s->heap[(i - 1) / 2]->deadline > s->heap[i]->deadline) {
+    heap_swap(s, i, (i - 1) / 2);
+    i = (i - 1) / 2;
+  }
+}
+
+static void heap_down(usc_h2_server_t *s, size_t i) {
+  for (;;) {
+    size_t smallest = i;
+    size_t l = 2 * i + 1;
+    size_t r = l + 1;
+    if (l < s->heap_len && s->heap[l]->deadline < s->heap[smallest]->deadline)
+      smallest = l;
+    if (r < s->heap_len && s->heap[r]->deadline < s->heap[smallest]->deadline)
+      smallest = r;
+    if (smallest == i)
+      return;
+    heap_swap(s, i, smallest);
+    i = smallest;
+  }
+}
+
+static int heap_push(usc_h2_server_t *s, usc_h2_call_t *call) {
+  if (s->heap_len == s->heap_cap) {
+    size_t cap = s->heap_cap ? s->heap_cap * 2 : 64;
+    usc_h2_call_t **grown = usc_realloc(s->heap, cap * sizeof(*grown));
+    if (grown == NULL)
+      return USC_ERR_NOMEM;
+    s->heap = grown;
+    s->heap_cap = cap;
+  }
+  call->heap_index = s->heap_len;
+  s->heap[s->heap_len++] = call;
+  heap_up(s, call->heap_index);
+  return 0;
+}
+
+static void heap_remove(usc_h2_server_t *s, usc_h2_call_t *call) {
+  size_t i = call->heap_index;
+  if (i == SIZE_MAX)
+    return;
+  call->heap_index = SIZE_MAX;
+  s->heap_len--;
+  if (i == s->heap_len)
+    return;
+  s->heap[i] = s->heap[s->heap_len];
+  s->heap[i]->heap_index = i;
+  heap_up(s, i);
+  heap_down(s, s->heap[i]->heap_index);
+}
+
+static void on_deadline_timer(uv_timer_t *timer);
+
+static void arm_deadline_timer(usc_h2_server_t *s) {
+  if (s->closing)
+    return;
+  if (s->heap_len == 0) {
+    uv_timer_stop(&s->deadline_timer);
+    return;
+  }
+  uint64_t now = uv_now(s->loop);
+  uint64_t due = (uint64_t)s->heap[0]->deadline;
+  uv_timer_start(&s->deadline_timer, on_deadline_timer,
+                 due > now ? due - now : 0, 0);
+}
+
+/* ---- connection output: gathered, one write per loop turn ---- */
+
+static void on_wake(uv_idle_t *idle) { uv_idle_stop(idle); }
+
+static void mark_dirty(conn_t *c) {
+  if (c->dirty || c->closing)
+    return;
+  c->dirty = true;
+  c->next_dirty = c->server->dirty;
+  c->server->dirty = c;
+  /* An active idle handle keeps the loop from blocking in poll before the
+   * check phase flushes. */
+  uv_idle_start(&c->server->waker, on_wake);
+}
+
+static void conn_close(conn_t *c);
+
+static void on_write_done(uv_write_t *req, int status) {
+  conn_t *c = req->data;
+  c->writing = false;
+  c->wbuf_len = 0;
+  if (status < 0) {
+    conn_close(c);
+    return;
+  }
+  mark_dirty(c);
+}
+
+static int wbuf_reserve(conn_t *c, size_t extra) {
+  if (c->wbuf_len + extra <= c->wbuf_cap)
+    return 0;
+  size_t cap = c->wbuf_cap ? c->wbuf_cap : 16 * 1024;
+  while (cap < c->wbuf_len + extra)
+    cap *= 2;
+  uint8_t *grown = usc_realloc(c->wbuf, cap);
+  if (grown == NULL)
+    return USC_ERR_NOMEM;
+  c->wbuf = grown;
+  c->wbuf_cap = cap;
+  return 0;
+}
+
+static void conn_flush(conn_t *c) {
+  if (c->closing || c->writing)
+    return;
+  while (c->wbuf_len < WRITE_HIGH_WATER) {
+    const uint8_t *data;
+    ssize_t n = nghttp2_session_mem_send(c->session, &data);
+    if (n < 0 || wbuf_reserve(c, (size_t)n) != 0) {
+      conn_close(c);
+      return;
+    }
+    if (n == 0)
+      break;
+    memcpy(c->wbuf + c->wbuf_len, data, (size_t)n);
+    c->wbuf_len += (size_t)n;
+  }
+  if (c->wbuf_len > 0) {
+    uv_buf_t buf = uv_buf_init((char *)c->wbuf, (unsigned)c->wbuf_len);
+    c->write_req.data = c;
+    if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &buf, 1,
+                 on_write_done) != 0) {
+      conn_close(c);
+      return;
+    }
+    c->writing = true;
+    return;
+  }
+  bool done = !nghttp2_session_want_read(c->session) &&
+              !nghttp2_session_want_write(c->session);
+  if (done || (c->draining && c->calls == NULL))
+    conn_close(c);
+}
+
+static void on_flush_check(uv_check_t *check) {
+  usc_h2_server_t *s = check->data;
+  while (s->dirty != NULL) {
+    conn_t *c = s->dirty;
+    s->dirty = c->next_dirty;
+    c->dirty = false;
+    conn_flush(c);
+  }
+}
+
+/* ---- calls ---- */
+
+static usc_h2_call_t *call_new(conn_t *c, int32_t stream_id) {
+  usc_h2_server_t *s = c->server;
+  usc_h2_call_t *call = s->pool;
+  if (call != NULL) {
+    s->pool = call->next_in_conn;
+  } else {
+    call = usc_calloc(1, sizeof(*call));
+    if (call == NULL)
+      return NULL;
+  }
+  call->conn = c;
+  call->stream_id = stream_id;
+  call->heap_index = SIZE_MAX;
+  usc_grpc_deframer_init(&call->deframer, s->config.max_recv_message_size);
+  call->prev_in_conn = NULL;
+  call->next_in_conn = c->calls;
+  if (c->calls != NULL)
+    c->calls->prev_in_conn = call;
+  c->calls = call;
+  s->active_calls++;
+  return call;
+}
+
+static void strbuf_recycle(strbuf_t *b) {
+  if (b->cap > POOL_KEEP_BUFFER) {
+    usc_free(b->data);
+    b->data = NULL;
+    b->cap = 0;
+  }
+  b->len = 0;
+}
+
+/* Unlinks the call and returns it to the pool, keeping modest buffers. */
+static void call_free(usc_h2_call_t *call) {
+  conn_t *c = call->conn;
+  usc_h2_server_t *s = c->server;
+  heap_remove(s, call);
+  if (call->prev_in_conn != NULL)
+    call->prev_in_conn->next_in_conn = call->next_in_conn;
+  else
+    c->calls = call->next_in_conn;
+  if (call->next_in_conn != NULL)
+    call->next_in_conn->prev_in_conn = call->prev_in_conn;
+  s->active_calls--;
+  usc_grpc_deframer_free(&call->deframer);
+  strbuf_t path = call->path, headers = call->headers;
+  strbuf_t initial = call->initial, trailers = call->trailers;
+  uint8_t *out = call->out;
+  size_t out_cap = call->out_cap;
+  if (out_cap > POOL_KEEP_BUFFER) {
+    usc_free(out);
+    out = NULL;
+    out_cap = 0;
+  }
+  strbuf_recycle(&path);
+  strbuf_recycle(&headers);
+  strbuf_recycle(&initial);
+  strbuf_recycle(&trailers);
+  memset(call, 0, sizeof(*call));
+  call->path = path;
+  call->headers = headers;
+  call->initial = initial;
+  call->trailers = trailers;
+  call->out = out;
+  call->out_cap = out_cap;
+  call->next_in_conn = s->pool;
+  s->pool = call;
+}
+
+static void call_cancel(usc_h2_call_t *call, usc_grpc_status_t why) {
+  if (call->finished)
+    return;
+  call->finished = true;
+  usc_h2_server_t *s = call->conn->server;
+  if (call->started)
+    s->config.handler->on_cancel(s->config.user, call, why);
+}
+
+static ssize_t read_response(nghttp2_session *session, int32_t stream_id,
+                             uint8_t *buf, size_t length, uint32_t *flags,
+                             nghttp2_data_source *source, void *user) {
+  usc_h2_call_t *call = source->ptr;
+  (void)session;
+  (void)user;
+  size_t avail = call->out_len - call->out_off;
+  size_t n = avail < length ? avail : length;
+  memcpy(buf, call->out + call->out_off, n);
+  call->out_off += n;
+  if (call->out_off == call->out_len)
+    call->out_off = call->out_len = 0;
+  if (n == avail && call->trailers_ready) {
+    nghttp2_nv nv[3 + MAX_EXTRA_TRAILERS];
+    size_t n_nv = pairs_to_nv(&call->trailers, nv, USC_ARRAY_LEN(nv));
+    *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    if (nghttp2_submit_trailer(call->conn->session, stream_id, nv, n_nv) != 0)
+      return NGHTTP2_ERR_CALLBACK_FAILURE;
+    return (ssize_t)n;
+  }
+  if (n == 0) {
+    call->deferred = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  return (ssize_t)n;
+}
+
+/* Response headers: :status, content-type, then the initial metadata. */
+static size_t response_headers(usc_h2_call_t *call, nghttp2_nv *nv,
+                               size_t max) {
+  nv[0] = make_nv(":status", "200");
+  nv[1] = make_nv("content-type", "application/grpc");
+  return 2 + pairs_to_nv(&call->initial, nv + 2, max - 2);
+}
+
+static int submit_headers_with_body(usc_h2_call_t *call) {
+  nghttp2_nv nv[2 + MAX_INITIAL_METADATA];
+  size_t n = response_headers(call, nv, USC_ARRAY_LEN(nv));
+  nghttp2_data_provider provider = {.source.ptr = call,
+                                    .read_callback = read_response};
+  if (nghttp2_submit_response(call->conn->session, call->stream_id, nv, n,
+                              &provider) != 0)
+    return USC_ERR_STATE;
+  call->headers_sent = true;
+  return 0;
+}
+
+static void wake_body(usc_h2_call_t *call) {
+  if (call->deferred) {
+    call->deferred = false;
+    nghttp2_session_resume_data(call->conn->session, call->stream_id);
+  }
+  mark_dirty(call->conn);
+}
+
+void usc_h2_call_set_user(usc_h2_call_t *call, void *user) {
+  call->user = user;
+}
+
+void *usc_h2_call_user(const usc_h2_call_t *call) { return call->user; }
+
+const char *usc_h2_call_peer(const usc_h2_call_t *call) {
+  return call->conn->peer;
+}
+
+const char *usc_h2_call_header(const usc_h2_call_t *call, const char *name) {
+  size_t off = 0;
+  while (off < call->headers.len) {
+    const char *key = call->headers.data + off;
+    const char *value = key + strlen(key) + 1;
+    if (strcmp(key, name) == 0)
+      return value;
+    off += (size_t)(value - key) + strlen(value) + 1;
+  }
+  return NULL;
+}
+
+int usc_h2_call_add_initial_metadata(usc_h2_call_t *call, const char *name,
+                                     const char *value) {
+  if (call->n_initial == MAX_INITIAL_METADATA || call->headers_sent)
+    return USC_ERR_FULL;
+  int rc = strbuf_append_pair(&call->initial, name, strlen(name), value,
+                              strlen(value), SIZE_MAX);
+  if (rc == 0)
+    call->n_initial++;
+  return rc;
+}
+
+int usc_h2_call_send_headers(usc_h2_call_t *call) {
+  if (call->finished)
+    return USC_ERR_STATE;
+  if (call->headers_sent)
+    return 0;
+  int rc = submit_headers_with_body(call);
+  if (rc == 0)
+    mark_dirty(call->conn);
+  return rc;
+}
+
+int usc_h2_call_send_message(usc_h2_call_t *call, size_t len,
+                             usc_h2_pack_fn pack, const void *message) {
+  if (call->finished)
+    return USC_ERR_STATE;
+  if (len > UINT32_MAX)
+    return USC_ERR_TOO_LARGE;
+  size_t need = call->out_len + USC_GRPC_FRAME_HEADER_LEN + len;
+  if (need > call->out_cap) {
+    size_t cap = call->out_cap ? call->out_cap : 256;
+    while (cap < need)
+      cap *= 2;
+    uint8_t *grown = usc_realloc(call->out, cap);
+    if (grown == NULL)
+      return USC_ERR_NOMEM;
+    call->out = grown;
+    call->out_cap = cap;
+  }
+  uint8_t *frame = call->out + call->out_len;
+  usc_grpc_frame_header(frame, (uint32_t)len);
+  pack(message, frame + USC_GRPC_FRAME_HEADER_LEN);
+  call->out_len = need;
+  if (!call->headers_sent) {
+    int rc = submit_headers_with_body(call);
+    if (rc != 0)
+      return rc;
+  }
+  wake_body(call);
+  return 0;
+}
+
+static int build_trailers(usc_h2_call_t *call, usc_grpc_status_t status,
+                          const char *message, const usc_h2_header_t *extra,
+                          size_t n_extra) {
+  char encoded[1024];
+  strbuf_t *t = &call->trailers;
+  const char *code = usc_grpc_status_text(status);
+  t->len = 0;
+  call->n_trailers = 0;
+  if (strbuf_append_pair(t, "grpc-status", 11, code, strlen(code), SIZE_MAX))
+    return USC_ERR_NOMEM;
+  call->n_trailers++;
+  if (message != NULL && message[0] != '\0') {
+    size_t n = usc_grpc_percent_encode(message, strlen(message), encoded,
+                                       sizeof(encoded) - 1);
+    if (strbuf_append_pair(t, "grpc-message", 12, encoded, n, SIZE_MAX))
+      return USC_ERR_NOMEM;
+    call->n_trailers++;
+  }
+  for (size_t i = 0; i < n_extra && i < MAX_EXTRA_TRAILERS; i++) {
+    if (strbuf_append_pair(t, extra[i].name, strlen(extra[i].name),
+                           extra[i].value, strlen(extra[i].value), SIZE_MAX))
+      return USC_ERR_NOMEM;
+    call->n_trailers++;
+  }
+  return 0;
+}
+
+/* A Trailers-Only response: one HEADERS frame ending the stream. */
+static int submit_trailers_only(usc_h2_call_t *call) {
+  nghttp2_nv nv[2 + MAX_INITIAL_METADATA + 2 + MAX_EXTRA_TRAILERS];
+  size_t n = response_headers(call, nv, 2 + MAX_INITIAL_METADATA);
+  n += pairs_to_nv(&call->trailers, nv + n, USC_ARRAY_LEN(nv) - n);
+  if (nghttp2_submit_response(call->conn->session, call->stream_id, nv, n,
+                              NULL) != 0)
+    return USC_ERR_STATE;
+  call->headers_sent = true;
+  return 0;
+}
+
+/* A stream the client is still sending on, or one cut short, is reset
+ * once its last HEADERS frame is out (see on_frame_send): queued earlier,
+ * the reset could overtake the response. */
+static void reset_after_end(usc_h2_call_t *call, uint32_t reset_code) {
+  call->reset_after_trailers =
+      !call->half_closed || reset_code != NGHTTP2_NO_ERROR;
+  call->reset_code = reset_code;
+}
+
+static void finish_stream(usc_h2_call_t *call, usc_grpc_status_t status,
+                          const char *message, const usc_h2_header_t *extra,
+                          size_t n_extra, uint32_t reset_code) {
+  call->finished = true;
+  heap_remove(call->conn->server, call);
+  reset_after_end(call, reset_code);
+  if (build_trailers(call, status, message, extra, n_extra) != 0) {
+    nghttp2_submit_rst_stream(call->conn->session, NGHTTP2_FLAG_NONE,
+                              call->stream_id, NGHTTP2_INTERNAL_ERROR);
+  } else if (!call->headers_sent) {
+    if (submit_trailers_only(call) != 0)
+      nghttp2_submit_rst_stream(call->conn->session, NGHTTP2_FLAG_NONE,
+                                call->stream_id, NGHTTP2_INTERNAL_ERROR);
+  } else {
+    call->trailers_ready = true;
+    wake_body(call);
+  }
+  mark_dirty(call->conn);
+}
+
+void usc_h2_call_finish(usc_h2_call_t *call, usc_grpc_status_t status,
+                        const char *message, const usc_h2_header_t *trailers,
+                        size_t n_trailers) {
+  if (call->finished)
+    return;
+  finish_stream(call, status, message, trailers, n_trailers, NGHTTP2_NO_ERROR);
+}
+
+/* The transport's own verdicts, given before or instead of the handler. */
+static void fail_call(usc_h2_call_t *call, usc_grpc_status_t status,
+                      const char *message) {
+  call_cancel(call, status);
+  finish_stream(call, status, message, NULL, 0, NGHTTP2_NO_ERROR);
+}
+
+static void on_deadline_timer(uv_timer_t *timer) {
+  usc_h2_server_t *s = timer->data;
+  uint64_t now = uv_now(s->loop);
+  while (s->heap_len > 0 && (uint64_t)s->heap[0]->deadline <= now) {
+    usc_h2_call_t *call = s->heap[0];
+    heap_remove(s, call);
+    call_cancel(call, USC_GRPC_DEADLINE_EXCEEDED);
+    finish_stream(call, USC_GRPC_DEADLINE_EXCEEDED, "Deadline Exceeded", NULL,
+                  0, NGHTTP2_CANCEL);
+  }
+  arm_deadline_timer(s);
+}
+
+/* ---- request side: nghttp2 callbacks ---- */
+
+static usc_h2_call_t *stream_call(nghttp2_session *session, int32_t id) {
+  return nghttp2_session_get_stream_user_data(session, id);
+}
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *f,
+                            void *user) {
+  conn_t *c = user;
+  if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+    return 0;
+  if (c->draining)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  usc_h2_call_t *call = call_new(c, f->hd.stream_id);
+  if (call == NULL)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  nghttp2_session_set_stream_user_data(session, f->hd.stream_id, call);
+  return 0;
+}
+
+static bool name_is(const uint8_t *name, size_t len, const char *want) {
+  return len == strlen(want) && memcmp(name, want, len) == 0;
+}
+
+static bool content_type_is_grpc(const uint8_t *v, size_t len) {
+  static const char grpc[] = "application/grpc";
+  size_t n = sizeof(grpc) - 1;
+  if (len < n || memcmp(v, grpc, n) != 0)
+    return false;
+  return len == n || v[n] == '+' || v[n] == ';';
+}
+
+static void capture_header(usc_h2_call_t *call, const uint8_t *name,
+                           size_t name_len, const uint8_t *value,
+                           size_t value_len) {
+  for (size_t i = 0; i < USC_ARRAY_LEN(captured_names); i++) {
+    if (name_is(name, name_len, captured_names[i])) {
+      strbuf_append_pair(&call->headers, (const char *)name, name_len,
+                         (const char *)value, value_len, CAPTURED_HEADERS_CAP);
+      return;
+    }
+  }
+}
+
+static void set_deadline(usc_h2_call_t *call, const uint8_t *v, size_t len) {
+  int64_t ns;
+  if (usc_grpc_timeout_parse((const char *)v, len, &ns) != 0) {
+    call->timeout_bad = true;
+    return;
+  }
+  int64_t ms = ns / 1000000 + (ns % 1000000 != 0);
+  uint64_t now = uv_now(call->conn->server->loop);
+  call->deadline =
+      ms > INT64_MAX - (int64_t)now ? INT64_MAX : (int64_t)now + ms;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *f,
+                     const uint8_t *name, size_t name_len, const uint8_t *value,
+                     size_t value_len, uint8_t flags, void *user) {
+  (void)flags;
+  (void)user;
+  if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+    return 0;
+  usc_h2_call_t *call = stream_call(session, f->hd.stream_id);
+  if (call == NULL)
+    return 0;
+  if (name_is(name, name_len, ":path")) {
+    call->path.len = 0;
+    if (strbuf_append(&call->path, value, value_len, 4096) != 0 ||
+        strbuf_append(&call->path, "", 1, 4097) != 0)
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  } else if (name_is(name, name_len, ":method")) {
+    call->method_post = name_is(value, value_len, "POST");
+  } else if (name_is(name, name_len, "content-type")) {
+    call->has_content_type = true;
+    call->content_type_ok = content_type_is_grpc(value, value_len);
+  } else if (name_is(name, name_len, "grpc-timeout")) {
+    set_deadline(call, value, value_len);
+  } else if (name_is(name, name_len, "grpc-encoding")) {
+    call->encoding_unsupported = !name_is(value, value_len, "identity");
+  } else {
+    capture_header(call, name, name_len, value, value_len);
+  }
+  return 0;
+}
+
+/* An HTTP-level refusal, for requests that are not gRPC at all. */
+static void refuse_http(usc_h2_call_t *call, const char *status) {
+  nghttp2_nv nv[] = {make_nv(":status", status),
+                     make_nv("content-type", "text/plain")};
+  call->finished = true;
+  call->headers_sent = true;
+  reset_after_end(call, NGHTTP2_NO_ERROR);
+  nghttp2_submit_response(call->conn->session, call->stream_id, nv,
+                          USC_ARRAY_LEN(nv), NULL);
+}
+
+static void start_call(usc_h2_call_t *call) {
+  usc_h2_server_t *s = call->conn->server;
+  if (!call->method_post) {
+    refuse_http(call, "405");
+  } else if (!call->content_type_ok) {
+    refuse_http(call, "415");
+  } else if (call->timeout_bad) {
+    fail_call(call, USC_GRPC_INTERNAL, "malformed grpc-timeout");
+  } else if (call->encoding_unsupported) {
+    usc_h2_header_t accept = {"grpc-accept-encoding", "identity"};
+    finish_stream(call, USC_GRPC_UNIMPLEMENTED,
+                  "unsupported grpc-encoding; this server accepts identity",
+                  &accept, 1, NGHTTP2_NO_ERROR);
+  } else {
+    if (call->deadline != 0) {
+      if (heap_push(s, call) != 0) {
+        fail_call(call, USC_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+      }
+      arm_deadline_timer(s);
+    }
+    call->started = true;
+    const char *path = call->path.len ? call->path.data : "";
+    s->config.handler->on_start(s->config.user, call, path, strlen(path));
+  }
+}
+
+static void half_close(usc_h2_call_t *call) {
+  usc_h2_server_t *s = call->conn->server;
+  call->half_closed = true;
+  if (call->finished)
+    return;
+  if (usc_grpc_deframer_partial(&call->deframer)) {
+    fail_call(call, USC_GRPC_INTERNAL,
+              "request ended inside a length-prefixed message");
+    return;
+  }
+  s->config.handler->on_half_close(s->config.user, call);
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *f,
+                         void *user) {
+  (void)user;
+  if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
+    return 0;
+  usc_h2_call_t *call = stream_call(session, f->hd.stream_id);
+  if (call == NULL)
+    return 0;
+  if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+    call->half_closed = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    start_call(call);
+    if (call->half_closed && !call->finished) {
+      call->half_closed = false;
+      half_close(call);
+    }
+    return 0;
+  }
+  if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
+    half_close(call);
+  return 0;
+}
+
+static int deliver_message(void *user, bool compressed, const uint8_t *data,
+                           size_t len) {
+  usc_h2_call_t *call = user;
+  usc_h2_server_t *s = call->conn->server;
+  if (compressed) {
+    fail_call(call, USC_GRPC_INTERNAL,
+              "compressed message without a grpc-encoding");
+    return 1;
+  }
+  s->config.handler->on_message(s->config.user, call, data, len);
+  return call->finished ? 1 : 0;
+}
+
+static int on_data_chunk(nghttp2_session *session, uint8_t flags,
+                         int32_t stream_id, const uint8_t *data, size_t len,
+                         void *user) {
+  (void)flags;
+  (void)user;
+  usc_h2_call_t *call = stream_call(session, stream_id);
+  if (call == NULL || call->finished || !call->started)
+    return 0;
+  uint64_t declared = 0;
+  int rc = usc_grpc_deframer_feed(&call->deframer, data, len, deliver_message,
+                                  call, &declared);
+  if (rc == USC_ERR_TOO_LARGE) {
+    char msg[160];
+    snprintf(msg, sizeof(msg),
+             "received message larger than max (%" PRIu64 " vs. %zu)", declared,
+             call->conn->server->config.max_recv_message_size);
+    fail_call(call, USC_GRPC_RESOURCE_EXHAUSTED, msg);
+  } else if (rc == USC_ERR_INVALID) {
+    fail_call(call, USC_GRPC_INTERNAL, "malformed message prefix");
+  } else if (rc == USC_ERR_NOMEM) {
+    fail_call(call, USC_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+  }
+  return 0;
+}
+
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *f,
+                         void *user) {
+  (void)user;
+  if (f->hd.type != NGHTTP2_HEADERS || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    return 0;
+  usc_h2_call_t *call = stream_call(session, f->hd.stream_id);
+  if (call != NULL && call->reset_after_trailers) {
+    call->reset_after_trailers = false;
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, f->hd.stream_id,
+                              call->reset_code);
+  }
+  return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t stream_id,
+                           uint32_t error_code, void *user) {
+  (void)error_code;
+  (void)user;
+  usc_h2_call_t *call = stream_call(session, stream_id);
+  if (call == NULL)
+    return 0;
+  nghttp2_session_set_stream_user_data(session, stream_id, NULL);
+  call_cancel(call, USC_GRPC_CANCELLED);
+  conn_t *c = call->conn;
+  call_free(call);
+  if (c->draining && c->calls == NULL)
+    mark_dirty(c);
+  return 0;
+}
+
+/* ---- connections ---- */
+
+static void on_alloc(uv_handle_t *handle, size_t hint, uv_buf_t *buf) {
+  conn_t *c = handle->data;
+  (void)hint;
+  *buf = uv_buf_init((char *)c->server->read_buffer, READ_BUFFER_SIZE);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  conn_t *c = stream->data;
+  if (nread < 0) {
+    conn_close(c);
+    return;
+  }
+  ssize_t rc =
+      nghttp2_session_mem_recv(c->session, (const uint8_t *)buf->base, nread);
+  if (rc < 0) {
+    /* Send whatever GOAWAY nghttp2 queued, then drop the peer. */
+    c->draining = true;
+    uv_read_stop(stream);
+    nghttp2_session_terminate_session(c->session, NGHTTP2_PROTOCOL_ERROR);
+  }
+  mark_dirty(c);
+}
+
+/* Every handle's close callback ends here; the last one of a closing
+ * server frees it. */
+static void handle_closed(usc_h2_server_t *s) {
+  if (--s->open_handles > 0 || !s->closing)
+    return;
+  void (*on_closed)(void *) = s->on_closed;
+  void *closed_user = s->closed_user;
+  usc_free(s);
+  if (on_closed != NULL)
+    on_closed(closed_user);
+}
+
+static void on_conn_closed(uv_handle_t *handle) {
+  conn_t *c = handle->data;
+  usc_h2_server_t *s = c->server;
+  usc_free(c->wbuf);
+  usc_free(c);
+  handle_closed(s);
+}
+
+static void conn_close(conn_t *c) {
+  if (c->closing)
+    return;
+  c->closing = true;
+  usc_h2_server_t *s = c->server;
+  while (c->calls != NULL) {
+    usc_h2_call_t *call = c->calls;
+    call_cancel(call, s->closing ? USC_GRPC_UNAVAILABLE : USC_GRPC_CANCELLED);
+    call_free(call);
+  }
+  nghttp2_session_del(c->session);
+  c->session = NULL;
+  s->n_conns--;
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    s->conns = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
+  if (c->dirty) {
+    conn_t **p = &s->dirty;
+    while (*p != c)
+      p = &(*p)->next_dirty;
+    *p = c->next_dirty;
+  }
+  uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+static void peer_name(conn_t *c) {
+  struct sockaddr_storage addr;
+  int len = sizeof(addr);
+  char ip[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&addr, &len) == 0) {
+    if (addr.ss_family == AF_INET6) {
+      struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
+      uv_ip6_name(a6, ip, sizeof(ip));
+      port = ntohs(a6->sin6_port);
+    } else {
+      struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
+      uv_ip4_name(a4, ip, sizeof(ip));
+      port = ntohs(a4->sin_port);
+    }
+  }
+  snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
+}
+
+static int conn_session(conn_t *c) {
+  usc_h2_server_t *s = c->server;
+  if (nghttp2_session_server_new2(&c->session, s->callbacks, c, s->option))
+    return USC_ERR_NOMEM;
+  nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+       s->config.max_concurrent_streams},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 16 * 1024},
+  };
+  if (nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, settings,
+                              USC_ARRAY_LEN(settings)) != 0)
+    return USC_ERR_NOMEM;
+  return 0;
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+  usc_h2_server_t *s = listener->data;
+  if (status < 0 || s->closing)
+    return;
+  conn_t *c = usc_calloc(1, sizeof(*c));
+  if (c == NULL)
+    return;
+  c->server = s;
+  uv_tcp_init(s->loop, &c->tcp);
+  c->tcp.data = c;
+  s->open_handles++;
+  s->n_conns++;
+  c->next = s->conns;
+  if (s->conns != NULL)
+    s->conns->prev = c;
+  s->conns = c;
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 ||
+      conn_session(c) != 0) {
+    conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  peer_name(c);
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+    conn_close(c);
+    return;
+  }
+  mark_dirty(c);
+}
+
+/* ---- server ---- */
+
+static int make_callbacks(usc_h2_server_t *s) {
+  if (nghttp2_session_callbacks_new(&s->callbacks) != 0)
+    return USC_ERR_NOMEM;
+  nghttp2_session_callbacks *cb = s->callbacks;
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+  if (nghttp2_option_new(&s->option) != 0)
+    return USC_ERR_NOMEM;
+  return 0;
+}
+
+static int resolve(const char *host, int port, struct sockaddr_storage *addr) {
+  if (strchr(host, ':') != NULL)
+    return uv_ip6_addr(host, port, (struct sockaddr_in6 *)addr);
+  return uv_ip4_addr(host, port, (struct sockaddr_in *)addr);
+}
+
+static void describe_address(usc_h2_server_t *s) {
+  struct sockaddr_storage addr;
+  int len = sizeof(addr);
+  char ip[INET6_ADDRSTRLEN] = "?";
+  uv_tcp_getsockname(&s->listener, (struct sockaddr *)&addr, &len);
+  if (addr.ss_family == AF_INET6) {
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
+    uv_ip6_name(a6, ip, sizeof(ip));
+    snprintf(s->address, sizeof(s->address), "[%s]:%d", ip,
+             ntohs(a6->sin6_port));
+  } else {
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
+    uv_ip4_name(a4, ip, sizeof(ip));
+    snprintf(s->address, sizeof(s->address), "%s:%d", ip, ntohs(a4->sin_port));
+  }
+}
+
+static void init_handles(usc_h2_server_t *s) {
+  uv_tcp_init(s->loop, &s->listener);
+  uv_check_init(s->loop, &s->flusher);
+  uv_idle_init(s->loop, &s->waker);
+  uv_timer_init(s->loop, &s->deadline_timer);
+  s->listener.data = s->flusher.data = s->waker.data = s;
+  s->deadline_timer.data = s;
+  s->open_handles = 4;
+  uv_check_start(&s->flusher, on_flush_check);
+  uv_unref((uv_handle_t *)&s->flusher);
+}
+
+static int listen_on(usc_h2_server_t *s, const char *host, int port,
+                     char *error, size_t error_cap) {
+  struct sockaddr_storage addr;
+  int rc = resolve(host, port, &addr);
+  if (rc == 0)
+    rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
+  if (rc != 0) {
+    snprintf(error, error_cap, "cannot listen on %s:%d: %s", host, port,
+             uv_strerror(rc));
+    return USC_ERR_IO;
+  }
+  s->listening = true;
+  describe_address(s);
+  return 0;
+}
+
+static void on_server_handle_closed(uv_handle_t *handle) {
+  handle_closed(handle->data);
+}
+
+static void server_free(usc_h2_server_t *s) {
+  while (s->pool != NULL) {
+    usc_h2_call_t *call = s->pool;
+    s->pool = call->next_in_conn;
+    usc_free(call->path.data);
+    usc_free(call->headers.data);
+    usc_free(call->initial.data);
+    usc_free(call->trailers.data);
+    usc_free(call->out);
+    usc_free(call);
+  }
+  usc_free(s->heap);
+  nghttp2_session_callbacks_del(s->callbacks);
+  nghttp2_option_del(s->option);
+}
+
+static void close_server_handles(usc_h2_server_t *s) {
+  if (s->listening || !uv_is_closing((uv_handle_t *)&s->listener)) {
+    s->listening = false;
+    uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
+  }
+  uv_close((uv_handle_t *)&s->flusher, on_server_handle_closed);
+  uv_close((uv_handle_t *)&s->waker, on_server_handle_closed);
+  uv_close((uv_handle_t *)&s->deadline_timer, on_server_handle_closed);
+}
+
+int usc_h2_server_start(uv_loop_t *loop, const usc_h2_server_config_t *config,
+                        const char *host, int port, usc_h2_server_t **out,
+                        char *error, size_t error_cap) {
+  usc_h2_server_t *s = usc_calloc(1, sizeof(*s));
+  if (s == NULL) {
+    snprintf(error, error_cap, "out of memory");
+    return USC_ERR_NOMEM;
+  }
+  s->loop = loop;
+  s->config = *config;
+  if (make_callbacks(s) != 0) {
+    snprintf(error, error_cap, "out of memory");
+    server_free(s);
+    usc_free(s);
+    return USC_ERR_NOMEM;
+  }
+  init_handles(s);
+  int rc = listen_on(s, host, port, error, error_cap);
+  if (rc != 0) {
+    /* The handles close on the next loop turn; the server goes with them. */
+    s->closing = true;
+    server_free(s);
+    close_server_handles(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+const char *usc_h2_server_address(const usc_h2_server_t *server) {
+  return server->address;
+}
+
+size_t usc_h2_server_active_calls(const usc_h2_server_t *server) {
+  return server->active_calls;
+}
+
+size_t usc_h2_server_connections(const usc_h2_server_t *server) {
+  return server->n_conns;
+}
+
+void usc_h2_server_drain(usc_h2_server_t *s) {
+  if (s->listening) {
+    s->listening = false;
+    uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
+  }
+  for (conn_t *c = s->conns; c != NULL; c = c->next) {
+    if (c->draining)
+      continue;
+    c->draining = true;
+    nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(c->session),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+    mark_dirty(c);
+  }
+}
+
+void usc_h2_server_close(usc_h2_server_t *s, void (*on_closed)(void *),
+                         void *closed_user) {
+  s->closing = true;
+  while (s->conns != NULL)
+    conn_close(s->conns);
+  server_free(s);
+  s->on_closed = on_closed;
+  s->closed_user = closed_user;
+  close_server_handles(s);
+}

@@ -1,0 +1,120 @@
+/* h2: the gRPC server transport. A libuv TCP listener, one nghttp2 server
+ * session per connection (h2c with prior knowledge), and gRPC calls on its
+ * streams: request validation (method, content-type, grpc-encoding),
+ * grpc-timeout deadlines, incremental deframing with a size cap, responses
+ * with initial metadata, messages and trailers (Trailers-Only for errors
+ * before any message), cancellation on RST_STREAM, deadline or connection
+ * loss, and a graceful drain. It knows nothing of PhoneCalls: a handler
+ * gets each call's method, messages and half-close, and answers through
+ * the usc_h2_call_* functions, now or later. Output is gathered and
+ * written once per loop turn per connection. */
+#ifndef USC_H2_H
+#define USC_H2_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "src/grpc/grpc.h"
+
+typedef struct usc_h2_server usc_h2_server_t;
+typedef struct usc_h2_call usc_h2_call_t;
+
+/* A header or metadata entry; the strings must stay valid until the call
+ * that takes them returns. */
+typedef struct {
+  const char *name;
+  const char *value;
+} usc_h2_header_t;
+
+/* How a handler hears of a call. Every callback gets the `user` pointer of
+ * usc_h2_server_config_t. After usc_h2_call_finish the call is no longer
+ * the handler's and none of these is called for it again. Before that,
+ * on_cancel may come at any time (client reset, deadline, connection lost,
+ * server stopped); after on_cancel returns the call is freed. */
+typedef struct {
+  /* Headers are in and valid. `method` is the :path, e.g.
+   * "/pkg.Service/Method". The handler may finish the call at once. */
+  void (*on_start)(void *user, usc_h2_call_t *call, const char *method,
+                   size_t method_len);
+  /* One whole request message; `data` is valid during the call only. */
+  void (*on_message)(void *user, usc_h2_call_t *call, const uint8_t *data,
+                     size_t len);
+  /* The client sent END_STREAM after its messages. */
+  void (*on_half_close)(void *user, usc_h2_call_t *call);
+  /* Why: CANCELLED (client reset or connection lost), DEADLINE_EXCEEDED,
+   * UNAVAILABLE (server closing), or the status the transport itself
+   * answered (RESOURCE_EXHAUSTED, INTERNAL). */
+  void (*on_cancel)(void *user, usc_h2_call_t *call, usc_grpc_status_t why);
+} usc_h2_handler_t;
+
+typedef struct {
+  const usc_h2_handler_t *handler;
+  void *user;
+  size_t max_recv_message_size;
+  uint32_t max_concurrent_streams;
+} usc_h2_server_config_t;
+
+/* Creates a server on `loop`, listening on host:port (port 0: any free
+ * port; see usc_h2_server_address). Returns 0 or a negative USC_ERR_* and
+ * a message in `error`. The config is copied. */
+int usc_h2_server_start(uv_loop_t *loop, const usc_h2_server_config_t *config,
+                        const char *host, int port, usc_h2_server_t **out,
+                        char *error, size_t error_cap);
+
+/* "host:port" the server listens on. */
+const char *usc_h2_server_address(const usc_h2_server_t *server);
+
+/* Number of calls whose streams are still open, and of open connections
+ * (for draining). */
+size_t usc_h2_server_active_calls(const usc_h2_server_t *server);
+size_t usc_h2_server_connections(const usc_h2_server_t *server);
+
+/* Stops accepting and sends GOAWAY on every connection; calls in flight
+ * go on. Connections close once their streams are done. */
+void usc_h2_server_drain(usc_h2_server_t *server);
+
+/* Cancels every call still open, closes every connection and handle, and
+ * frees the server once libuv has closed them (the loop must keep running
+ * until then). `on_closed` (may be NULL) runs when all is closed. */
+void usc_h2_server_close(usc_h2_server_t *server, void (*on_closed)(void *),
+                         void *closed_user);
+
+/* The handler's own pointer for a call. */
+void usc_h2_call_set_user(usc_h2_call_t *call, void *user);
+void *usc_h2_call_user(const usc_h2_call_t *call);
+
+/* A request header captured for handlers (authorization, x-request-id,
+ * traceparent, tracestate, user-agent), or NULL. */
+const char *usc_h2_call_header(const usc_h2_call_t *call, const char *name);
+
+/* "ip:port" of the client. */
+const char *usc_h2_call_peer(const usc_h2_call_t *call);
+
+/* Metadata to send with the response headers (at the first message, or in
+ * a Trailers-Only response). Copied; call before sending anything. At most
+ * 8 entries in all. Returns 0 or USC_ERR_FULL / USC_ERR_NOMEM. */
+int usc_h2_call_add_initial_metadata(usc_h2_call_t *call, const char *name,
+                                     const char *value);
+
+/* Sends the response headers now, before any message (a stream that
+ * waits for events). Returns 0 or USC_ERR_STATE. */
+int usc_h2_call_send_headers(usc_h2_call_t *call);
+
+/* Writes `len` bytes of message through `pack` (which must write exactly
+ * `len` bytes into `out`), framed, into the call's output; they go out on
+ * the next loop turn. Returns 0, USC_ERR_TOO_LARGE (len over 2^32-1) or
+ * USC_ERR_NOMEM. */
+typedef void (*usc_h2_pack_fn)(const void *message, uint8_t *out);
+int usc_h2_call_send_message(usc_h2_call_t *call, size_t len,
+                             usc_h2_pack_fn pack, const void *message);
+
+/* Ends the call with a status, a message for a person (percent-encoded on
+ * the wire; may be NULL) and extra trailers (copied). If the client is
+ * still sending, the stream is then reset with NO_ERROR. */
+void usc_h2_call_finish(usc_h2_call_t *call, usc_grpc_status_t status,
+                        const char *message, const usc_h2_header_t *trailers,
+                        size_t n_trailers);
+
+#endif

@@ -1,0 +1,170 @@
+/* uapi-sidecar: wiring. Parses the configuration, starts the gRPC server
+ * on one libuv loop with the native engine behind it, and drains on
+ * SIGTERM/SIGINT: stop accepting, end open streams, let in-flight calls
+ * finish within the grace period, close everything, exit 0. A second
+ * signal exits at once. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "src/base/base.h"
+#include "src/config/config.h"
+#include "src/dispatch/dispatch.h"
+#include "src/h2/h2.h"
+#include "src/log/log.h"
+#include "src/state/state.h"
+
+#define DRAIN_POLL_MS 20
+
+typedef struct {
+  uv_loop_t loop;
+  usc_config_t config;
+  usc_state_t *state;
+  usc_dispatch_t *dispatch;
+  usc_h2_server_t *server;
+  uv_signal_t sigterm;
+  uv_signal_t sigint;
+  uv_timer_t drain_timer;
+  uint64_t drain_deadline;
+  bool draining;
+} sidecar_t;
+
+extern char **environ;
+
+static int64_t wall_clock_ns(void *user) {
+  (void)user;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void on_dispatch_closed(void *user) {
+  sidecar_t *app = user;
+  usc_state_free(app->state);
+  app->state = NULL;
+  uv_close((uv_handle_t *)&app->sigterm, NULL);
+  uv_close((uv_handle_t *)&app->sigint, NULL);
+  uv_close((uv_handle_t *)&app->drain_timer, NULL);
+}
+
+static void on_server_closed(void *user) {
+  sidecar_t *app = user;
+  app->server = NULL;
+  usc_dispatch_close(app->dispatch, on_dispatch_closed, app);
+}
+
+static void on_drain_tick(uv_timer_t *timer) {
+  sidecar_t *app = timer->data;
+  bool idle = usc_h2_server_connections(app->server) == 0;
+  if (!idle && uv_now(&app->loop) < app->drain_deadline)
+    return;
+  if (!idle)
+    usc_log(USC_LOG_WARN, "grace period over", "cancelled_calls=%zu",
+            usc_h2_server_active_calls(app->server));
+  uv_timer_stop(timer);
+  usc_h2_server_close(app->server, on_server_closed, app);
+}
+
+static void on_signal(uv_signal_t *signal, int signum) {
+  sidecar_t *app = signal->data;
+  if (app->draining) {
+    usc_log(USC_LOG_WARN, "second signal, exiting now", "signal=%d", signum);
+    _exit(1);
+  }
+  app->draining = true;
+  usc_log(USC_LOG_INFO, "shutting down", "signal=%d grace_ms=%lld", signum,
+          (long long)(app->config.shutdown_grace_ns / 1000000));
+  usc_h2_server_drain(app->server);
+  usc_dispatch_end_streams(app->dispatch);
+  app->drain_deadline =
+      uv_now(&app->loop) + (uint64_t)(app->config.shutdown_grace_ns / 1000000);
+  uv_timer_start(&app->drain_timer, on_drain_tick, 0, DRAIN_POLL_MS);
+}
+
+static int start_engine(sidecar_t *app) {
+  usc_state_config_t engine = {
+      .max_calls = app->config.max_calls,
+      .ring_ns = app->config.ring_ns,
+      .seed = (uint64_t)wall_clock_ns(NULL) ^ ((uint64_t)getpid() << 32),
+  };
+  usc_dispatch_config_t dispatch = {
+      .loop = &app->loop,
+      .clock = wall_clock_ns,
+      .ring_ns = app->config.ring_ns,
+  };
+  if (usc_state_new(&engine, &app->state) != 0)
+    return USC_ERR_NOMEM;
+  dispatch.state = app->state;
+  return usc_dispatch_new(&dispatch, &app->dispatch);
+}
+
+static int start_server(sidecar_t *app) {
+  usc_h2_server_config_t server = {
+      .handler = usc_dispatch_handler(),
+      .user = app->dispatch,
+      .max_recv_message_size = app->config.max_recv_message_size,
+      .max_concurrent_streams = app->config.max_concurrent_streams,
+  };
+  char error[512];
+  if (usc_h2_server_start(&app->loop, &server, app->config.listen_host,
+                          app->config.listen_port, &app->server, error,
+                          sizeof(error)) != 0) {
+    usc_log(USC_LOG_ERROR, "cannot start", "%s", error);
+    return USC_ERR_IO;
+  }
+  usc_log(USC_LOG_INFO, "listening", "address=%s backend=native",
+          usc_h2_server_address(app->server));
+  return 0;
+}
+
+static void start_signals(sidecar_t *app) {
+  uv_signal_init(&app->loop, &app->sigterm);
+  uv_signal_init(&app->loop, &app->sigint);
+  uv_timer_init(&app->loop, &app->drain_timer);
+  app->sigterm.data = app->sigint.data = app->drain_timer.data = app;
+  uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&app->sigint, on_signal, SIGINT);
+}
+
+static int parse(int argc, char **argv, usc_config_t *config) {
+  char error[512];
+  switch (usc_config_parse(argc, argv, environ, config, error, sizeof(error))) {
+  case USC_CONFIG_HELP:
+    fputs(usc_config_usage(), stdout);
+    return 0;
+  case USC_CONFIG_VERSION:
+    printf("%s\n", usc_config_version());
+    return 0;
+  case USC_CONFIG_ERROR:
+    fprintf(stderr, "uapi-sidecar: %s\n", error);
+    return 2;
+  case USC_CONFIG_RUN:
+    break;
+  }
+  return -1;
+}
+
+int main(int argc, char **argv) {
+  static sidecar_t app;
+  int rc = parse(argc, argv, &app.config);
+  if (rc >= 0)
+    return rc;
+  usc_log_init(app.config.log_format, app.config.log_level, NULL);
+  if (app.config.backend != USC_BACKEND_NATIVE) {
+    usc_log(USC_LOG_ERROR, "cannot start",
+            "only --backend native is available in this build");
+    return 2;
+  }
+  uv_loop_init(&app.loop);
+  signal(SIGPIPE, SIG_IGN);
+  if (start_engine(&app) != 0 || start_server(&app) != 0)
+    return 1;
+  start_signals(&app);
+  uv_run(&app.loop, UV_RUN_DEFAULT);
+  rc = uv_loop_close(&app.loop);
+  usc_log(USC_LOG_INFO, "stopped", "clean=%s", rc == 0 ? "yes" : "no");
+  return rc == 0 ? 0 : 1;
+}

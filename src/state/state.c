@@ -1,0 +1,1713 @@
+/* The native call-state engine; see state.h and docs/native-engine.md.
+ *
+ * Layout. Each call is one `rec_t` allocation that holds the public
+ * usc_state_call_t, the engine's bookkeeping and, behind them, every
+ * string given at creation (the source and destination arrays are shared
+ * by legs 00 and 01). The legs are a second allocation, grown when
+ * someone barges in. A string an action writes later is a separate
+ * allocation owned by its leg (`owned` says which ones), so replacing it
+ * frees exactly what it must.
+ *
+ * Indexes. A hash table (linear probing, backward-shift deletion) finds a
+ * call by id; a list keeps every call ordered by (published, creation)
+ * for List and Hangup; a min-heap on each call's next deadline (ringing
+ * that turns into an answer, parking that runs out) lets advance find due
+ * work without a scan; a list of the calls with a parked leg serves park
+ * positions. The table and heap are grown before a call is built, so
+ * nothing can fail once a change has begun. */
+#include "src/state/state.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "src/base/base.h"
+
+#define NS_PER_S INT64_C(1000000000)
+#define DEFAULT_MAX_CALLS 100000
+#define DEFAULT_COUNT 20
+#define MAX_COUNT 5000
+#define MAX_START_INDEX 5000
+#define PARK_DEFAULT_S 180
+#define PARK_MIN_S 10
+#define PARK_MAX_S 3600
+#define MAX_NUMBER_LEN 32
+#define MIN_TABLE_CAP 16
+#define NOT_IN_HEAP SIZE_MAX
+
+#define CALL_ID_CODE USC_UAPI_CALL_INVALID
+#define VIEW_ID_CODE USC_UAPI_VIEW_INVALID
+
+enum { FLOW_LOCAL = 2, FLOW_OUTGOING = 4, FLOW_INCOMING = 8 };
+enum { ST_RINGING = 3, ST_OTHER_RINGING = 4, ST_ON_CALL = 5 };
+
+/* Leg strings allocated by an action rather than kept in the call's
+ * creation block. parked_by is always allocated. */
+enum { OWN_EXT = 1, OWN_SRC = 2, OWN_DST = 4, OWN_CALLER = 8 };
+
+typedef struct rec rec_t;
+struct rec {
+  usc_state_call_t call;
+  usc_state_view_t *legs;       /* call.views, writable */
+  rec_t *prev, *next;           /* every call by (published, creation) */
+  rec_t *park_prev, *park_next; /* calls with a parked leg */
+  uint64_t seq;                 /* creation order */
+  int64_t ring_at;              /* when ringing legs answer; 0: none */
+  int64_t due;                  /* the heap key: next deadline; 0: none */
+  size_t heap_pos;
+  uint16_t park_secs[USC_STATE_MAX_VIEWS];
+  uint8_t owned[USC_STATE_MAX_VIEWS];
+  uint8_t n_parked;
+  const char *strs[]; /* sources, destinations, then the text */
+};
+
+struct usc_state_watch {
+  usc_state_watch_t *prev, *next;
+  usc_state_watch_fn fn;
+  void *user;
+  const char *ext; /* NULL: every extension */
+  char owner[];
+};
+
+struct usc_state {
+  size_t max_calls;
+  int64_t ring_ns;
+  uint64_t rng;
+  uint64_t next_seq;
+  char *default_user;
+  char *owner_name;
+  rec_t **table;
+  size_t table_cap; /* 0 or a power of two */
+  size_t n_calls;
+  rec_t *head, *tail;
+  rec_t *parked;
+  rec_t **heap;
+  size_t heap_len, heap_cap;
+  usc_state_watch_t *watchers;
+};
+
+/* An address once checked. */
+typedef struct {
+  const char *user;
+  const char *ext;
+  const char *id; /* "" when not given */
+} target_t;
+
+/* A leg's extension before an action replaced it: watchers of that
+ * extension still hear of the change, and only then is it freed. */
+typedef struct {
+  const char *ext;
+  bool owned;
+} prior_t;
+
+typedef struct {
+  int64_t s;
+  int32_t ns;
+} instant_t;
+
+enum { BY_NONE, BY_ID, BY_PUBLISHED };
+enum {
+  OP_EQUALS,
+  OP_GREATER,
+  OP_LESS,
+  OP_PRESENT,
+  OP_STARTS,
+  OP_CONTAINS,
+  OP_IN,
+};
+
+static const char *const OPS[] = {
+    "equals",     "greaterThan", "lessThan", "present",
+    "startsWith", "contains",    "inArray",
+};
+
+typedef struct {
+  int32_t count, start;
+  int by, op;
+  const char *value;
+  instant_t when; /* the value of a single-valued filter on published */
+  bool descending;
+  uint32_t mask;
+} query_t;
+
+enum { NEEDS_TARGET = 1, JOINS = 2, TRANSFERS = 4 };
+
+static const struct {
+  const char *name;
+  uint8_t flags;
+} ACTIONS[] = {
+    [USC_STATE_ON_HOLD] = {"OnHold", 0},
+    [USC_STATE_OFF_HOLD] = {"OffHold", 0},
+    [USC_STATE_START_RECORDING] = {"StartRecording", 0},
+    [USC_STATE_STOP_RECORDING] = {"StopRecording", 0},
+    [USC_STATE_PARK] = {"Park", 0},
+    [USC_STATE_UNPARK] = {"UnPark", NEEDS_TARGET},
+    [USC_STATE_PICK_UP] = {"PickUp", NEEDS_TARGET},
+    [USC_STATE_BARGE_IN] = {"BargeIn", NEEDS_TARGET | JOINS},
+    [USC_STATE_WHISPER] = {"Whisper", NEEDS_TARGET | JOINS},
+    [USC_STATE_MONITOR] = {"Monitor", NEEDS_TARGET | JOINS},
+    [USC_STATE_TRANSFER] = {"Transfer", NEEDS_TARGET | TRANSFERS},
+    [USC_STATE_TRANSFER_TO_VOICEMAIL] = {"TransferToVoicemail",
+                                         NEEDS_TARGET | TRANSFERS},
+};
+
+static const struct {
+  const char *name;
+  uint32_t bit;
+} FIELDS[] = {
+    {"id", USC_STATE_FIELD_ID},
+    {"extension", USC_STATE_FIELD_EXTENSION},
+    {"ownerId", USC_STATE_FIELD_OWNER_ID},
+    {"ownerName", USC_STATE_FIELD_OWNER_NAME},
+    {"published", USC_STATE_FIELD_PUBLISHED},
+    {"answered", USC_STATE_FIELD_ANSWERED},
+    {"nonce", USC_STATE_FIELD_NONCE},
+    {"phoneCallView", USC_STATE_FIELD_PHONE_CALL_VIEW},
+    {"links", USC_STATE_FIELD_LINKS},
+};
+
+static const char DIGITS[] = "0123456789";
+static const char ALNUM[] =
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/* ---- errors ---- */
+
+__attribute__((format(printf, 5, 6))) static int
+fail(usc_state_err_t *err, int rc, usc_grpc_status_t status, const char *code,
+     const char *fmt, ...) {
+  va_list ap;
+  err->status = status;
+  err->uapi_code = code;
+  va_start(ap, fmt);
+  vsnprintf(err->message, sizeof err->message, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+#define INVALID(err, code, ...)                                                \
+  fail(err, USC_ERR_INVALID, USC_GRPC_INVALID_ARGUMENT, code, __VA_ARGS__)
+#define NOT_FOUND(err, code, ...)                                              \
+  fail(err, USC_ERR_NOT_FOUND, USC_GRPC_NOT_FOUND, code, __VA_ARGS__)
+#define BAD_STATE(err, ...)                                                    \
+  fail(err, USC_ERR_STATE, USC_GRPC_FAILED_PRECONDITION,                       \
+       USC_UAPI_STATE_INVALID, __VA_ARGS__)
+#define NO_MEMORY(err, doing)                                                  \
+  fail(err, USC_ERR_NOMEM, USC_GRPC_RESOURCE_EXHAUSTED, NULL,                  \
+       "out of memory while %s; retry later", doing)
+
+static void clear_err(usc_state_err_t *err) {
+  err->status = USC_GRPC_OK;
+  err->uapi_code = NULL;
+  err->message[0] = '\0';
+}
+
+/* ---- small string helpers ---- */
+
+static const char *or_empty(const char *s) { return s != NULL ? s : ""; }
+
+static bool is_set(const char *s) { return s != NULL && s[0] != '\0'; }
+
+static bool made_of(const char *s, const char *set, size_t max) {
+  size_t n = strlen(s);
+  return n >= 1 && n <= max && strspn(s, set) == n;
+}
+
+static bool ext_valid(const char *ext) {
+  return made_of(ext, "0123456789*", MAX_NUMBER_LEN) &&
+         strpbrk(ext, DIGITS) != NULL;
+}
+
+static bool is_self(const char *ext) { return strcmp(ext, "@self") == 0; }
+
+static bool in_texts(const char *const *list, size_t n, const char *s) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(list[i], s) == 0)
+      return true;
+  return false;
+}
+
+/* A one-element string array in a single allocation. */
+static const char **list1(const char *s) {
+  size_t n = strlen(s) + 1;
+  const char **list = usc_malloc(sizeof *list + n);
+  if (list == NULL)
+    return NULL;
+  list[0] = memcpy(list + 1, s, n);
+  return list;
+}
+
+/* ---- matching ---- */
+
+static bool call_matches_ext(const usc_state_call_t *call, const char *ext) {
+  if (is_self(ext) || strcmp(call->extension, ext) == 0)
+    return true;
+  for (size_t i = 0; i < call->n_views; i++)
+    if (strcmp(call->views[i].extension, ext) == 0)
+      return true;
+  return false;
+}
+
+static bool visible(const rec_t *r, const target_t *t) {
+  return strcmp(r->call.user, t->user) == 0 &&
+         call_matches_ext(&r->call, t->ext);
+}
+
+static bool call_has_number(const usc_state_call_t *call, const char *num) {
+  if (strcmp(call->extension, num) == 0)
+    return true;
+  for (size_t i = 0; i < call->n_views; i++) {
+    const usc_state_view_t *v = &call->views[i];
+    if (strcmp(v->extension, num) == 0 ||
+        in_texts(v->source, v->n_source, num) ||
+        in_texts(v->destination, v->n_destination, num))
+      return true;
+  }
+  return false;
+}
+
+/* ---- the id table ---- */
+
+static size_t home(const usc_state_t *s, const char *id) {
+  uint64_t h = UINT64_C(14695981039346656037); /* FNV-1a */
+  for (; *id != '\0'; id++)
+    h = (h ^ (unsigned char)*id) * UINT64_C(1099511628211);
+  return (size_t)h & (s->table_cap - 1);
+}
+
+static rec_t *find(const usc_state_t *s, const char *id) {
+  if (s->table_cap == 0)
+    return NULL;
+  for (size_t i = home(s, id);; i = (i + 1) & (s->table_cap - 1)) {
+    rec_t *r = s->table[i];
+    if (r == NULL || strcmp(r->call.id, id) == 0)
+      return r;
+  }
+}
+
+static void table_put(usc_state_t *s, rec_t *r) {
+  size_t i = home(s, r->call.id);
+  while (s->table[i] != NULL)
+    i = (i + 1) & (s->table_cap - 1);
+  s->table[i] = r;
+}
+
+/* Keeps the load at most 3/4 for `n` calls. */
+static int table_reserve(usc_state_t *s, size_t n) {
+  if (n * 4 <= s->table_cap * 3)
+    return 0;
+  size_t old_cap = s->table_cap, cap = old_cap ? old_cap * 2 : MIN_TABLE_CAP;
+  rec_t **old = s->table, **table = usc_calloc(cap, sizeof *table);
+  if (table == NULL)
+    return USC_ERR_NOMEM;
+  s->table = table;
+  s->table_cap = cap;
+  for (size_t i = 0; i < old_cap; i++)
+    if (old[i] != NULL)
+      table_put(s, old[i]);
+  usc_free(old);
+  return 0;
+}
+
+static void table_remove(usc_state_t *s, const rec_t *r) {
+  size_t mask = s->table_cap - 1, hole = home(s, r->call.id);
+  while (s->table[hole] != r)
+    hole = (hole + 1) & mask;
+  /* Entries after the hole move back into it unless that would put them
+   * before their home slot. */
+  for (size_t j = (hole + 1) & mask; s->table[j] != NULL; j = (j + 1) & mask) {
+    size_t from_home = (j - home(s, s->table[j]->call.id)) & mask;
+    if (from_home >= ((j - hole) & mask)) {
+      s->table[hole] = s->table[j];
+      hole = j;
+    }
+  }
+  s->table[hole] = NULL;
+}
+
+/* ---- the deadline heap ---- */
+
+static bool heap_before(const rec_t *a, const rec_t *b) {
+  return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+}
+
+static void heap_place(usc_state_t *s, rec_t *r, size_t i) {
+  s->heap[i] = r;
+  r->heap_pos = i;
+}
+
+static void sift_up(usc_state_t *s, rec_t *r) {
+  size_t i = r->heap_pos;
+  while (i > 0 && heap_before(r, s->heap[(i - 1) / 2])) {
+    heap_place(s, s->heap[(i - 1) / 2], i);
+    i = (i - 1) / 2;
+  }
+  heap_place(s, r, i);
+}
+
+static void sift_down(usc_state_t *s, rec_t *r) {
+  size_t i = r->heap_pos;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= s->heap_len)
+      break;
+    if (c + 1 < s->heap_len && heap_before(s->heap[c + 1], s->heap[c]))
+      c++;
+    if (!heap_before(s->heap[c], r))
+      break;
+    heap_place(s, s->heap[c], i);
+    i = c;
+  }
+  heap_place(s, r, i);
+}
+
+static void heap_remove(usc_state_t *s, rec_t *r) {
+  rec_t *last = s->heap[--s->heap_len];
+  size_t i = r->heap_pos;
+  r->heap_pos = NOT_IN_HEAP;
+  if (last == r)
+    return;
+  heap_place(s, last, i);
+  sift_up(s, last);
+  sift_down(s, last);
+}
+
+static int heap_reserve(usc_state_t *s, size_t n) {
+  if (n <= s->heap_cap)
+    return 0;
+  size_t cap = s->heap_cap ? s->heap_cap * 2 : MIN_TABLE_CAP;
+  rec_t **heap = usc_realloc(s->heap, cap * sizeof *heap);
+  if (heap == NULL)
+    return USC_ERR_NOMEM;
+  s->heap = heap;
+  s->heap_cap = cap;
+  return 0;
+}
+
+static int64_t park_end(const rec_t *r, size_t i) {
+  return r->legs[i].parked + (int64_t)r->park_secs[i] * NS_PER_S;
+}
+
+static int64_t next_due(const rec_t *r) {
+  int64_t due = r->ring_at;
+  for (size_t i = 0; i < r->call.n_views; i++)
+    if (r->legs[i].parked != 0 && (due == 0 || park_end(r, i) < due))
+      due = park_end(r, i);
+  return due;
+}
+
+/* Re-keys a call after a change to its ringing or parking. The heap has
+ * room for every call, so this cannot fail. */
+static void heap_update(usc_state_t *s, rec_t *r) {
+  r->due = next_due(r);
+  if (r->due == 0) {
+    if (r->heap_pos != NOT_IN_HEAP)
+      heap_remove(s, r);
+    return;
+  }
+  if (r->heap_pos == NOT_IN_HEAP)
+    heap_place(s, r, s->heap_len++);
+  sift_up(s, r);
+  sift_down(s, r);
+}
+
+/* ---- the published-order list and the parked list ---- */
+
+static void list_insert(usc_state_t *s, rec_t *r) {
+  rec_t *after = s->tail;
+  while (after != NULL && after->call.published > r->call.published)
+    after = after->prev;
+  r->prev = after;
+  r->next = after != NULL ? after->next : s->head;
+  if (r->next != NULL)
+    r->next->prev = r;
+  else
+    s->tail = r;
+  if (after != NULL)
+    after->next = r;
+  else
+    s->head = r;
+}
+
+static void list_unlink(usc_state_t *s, rec_t *r) {
+  if (r->prev != NULL)
+    r->prev->next = r->next;
+  else
+    s->head = r->next;
+  if (r->next != NULL)
+    r->next->prev = r->prev;
+  else
+    s->tail = r->prev;
+}
+
+static void park_link(usc_state_t *s, rec_t *r) {
+  r->park_prev = NULL;
+  r->park_next = s->parked;
+  if (s->parked != NULL)
+    s->parked->park_prev = r;
+  s->parked = r;
+}
+
+static void park_unlink(usc_state_t *s, rec_t *r) {
+  if (r->park_prev != NULL)
+    r->park_prev->park_next = r->park_next;
+  else
+    s->parked = r->park_next;
+  if (r->park_next != NULL)
+    r->park_next->park_prev = r->park_prev;
+}
+
+/* ---- watchers ---- */
+
+static bool watch_sees(const usc_state_watch_t *w, const rec_t *r,
+                       const char *prior_ext) {
+  if (strcmp(w->owner, r->call.user) != 0)
+    return false;
+  if (w->ext == NULL || call_matches_ext(&r->call, w->ext))
+    return true;
+  return prior_ext != NULL && strcmp(prior_ext, w->ext) == 0;
+}
+
+static void emit(usc_state_t *s, usc_state_event_type_t type, const rec_t *r,
+                 int64_t at, const char *prior_ext) {
+  usc_state_watch_t *next;
+  for (usc_state_watch_t *w = s->watchers; w != NULL; w = next) {
+    next = w->next; /* a callback may unwatch itself */
+    if (watch_sees(w, r, prior_ext))
+      w->fn(w->user, type, &r->call, at);
+  }
+}
+
+/* ---- calls: freeing, ringing, parking ---- */
+
+static void free_leg_text(rec_t *r, size_t i) {
+  usc_state_view_t *v = &r->legs[i];
+  if (r->owned[i] & OWN_EXT)
+    usc_free((void *)v->extension);
+  if (r->owned[i] & OWN_SRC)
+    usc_free((void *)v->source);
+  if (r->owned[i] & OWN_DST)
+    usc_free((void *)v->destination);
+  if (r->owned[i] & OWN_CALLER)
+    usc_free((void *)v->caller_id);
+  usc_free((void *)v->parked_by);
+}
+
+static void free_call(rec_t *r) {
+  for (size_t i = 0; i < r->call.n_views; i++)
+    free_leg_text(r, i);
+  usc_free(r->legs);
+  usc_free(r);
+}
+
+static void end_call(usc_state_t *s, rec_t *r, int64_t now) {
+  table_remove(s, r);
+  list_unlink(s, r);
+  if (r->heap_pos != NOT_IN_HEAP)
+    heap_remove(s, r);
+  if (r->n_parked > 0)
+    park_unlink(s, r);
+  s->n_calls--;
+  emit(s, USC_STATE_EVENT_ENDED, r, now, NULL);
+  free_call(r);
+}
+
+static void answer_ringing(rec_t *r, int64_t t) {
+  for (size_t i = 0; i < r->call.n_views; i++) {
+    usc_state_view_t *v = &r->legs[i];
+    if (v->ringing == 0)
+      continue;
+    v->status = ST_ON_CALL;
+    v->ringing = 0;
+    if (v->answered == 0)
+      v->answered = t;
+  }
+  if (r->call.answered == 0)
+    r->call.answered = t;
+  r->ring_at = 0;
+}
+
+static void clear_park(usc_state_t *s, rec_t *r, size_t i) {
+  usc_state_view_t *v = &r->legs[i];
+  usc_free((void *)v->parked_by);
+  v->parked_by = NULL;
+  v->parked = 0;
+  v->parked_pos = 0;
+  r->park_secs[i] = 0;
+  if (--r->n_parked == 0)
+    park_unlink(s, r);
+}
+
+/* Applies every transition of the call due at `t`, its earliest. */
+static void apply_due(usc_state_t *s, rec_t *r, int64_t t) {
+  if (r->ring_at != 0 && r->ring_at <= t)
+    answer_ringing(r, t);
+  for (size_t i = 0; i < r->call.n_views; i++)
+    if (r->legs[i].parked != 0 && park_end(r, i) <= t)
+      clear_park(s, r, i);
+}
+
+int64_t usc_state_advance(usc_state_t *state, int64_t now) {
+  while (state->heap_len > 0 && state->heap[0]->due <= now) {
+    rec_t *r = state->heap[0];
+    int64_t t = r->due;
+    apply_due(state, r, t);
+    heap_update(state, r);
+    emit(state, USC_STATE_EVENT_UPDATED, r, t, NULL);
+  }
+  return state->heap_len > 0 ? state->heap[0]->due : 0;
+}
+
+/* ---- engine ---- */
+
+int usc_state_new(const usc_state_config_t *config, usc_state_t **out) {
+  static const usc_state_config_t defaults = {0};
+  const usc_state_config_t *c = config != NULL ? config : &defaults;
+  usc_state_t *s = usc_calloc(1, sizeof *s);
+  if (s == NULL)
+    return USC_ERR_NOMEM;
+  s->default_user = usc_strdup(is_set(c->default_user) ? c->default_user : "1");
+  s->owner_name = usc_strdup(c->owner_name != NULL ? c->owner_name
+                                                   : "Default Organization");
+  if (s->default_user == NULL || s->owner_name == NULL) {
+    usc_state_free(s);
+    return USC_ERR_NOMEM;
+  }
+  s->max_calls = c->max_calls != 0 ? c->max_calls : DEFAULT_MAX_CALLS;
+  s->ring_ns = c->ring_ns > 0 ? c->ring_ns : 0;
+  s->rng = c->seed;
+  *out = s;
+  return 0;
+}
+
+void usc_state_free(usc_state_t *state) {
+  if (state == NULL)
+    return;
+  rec_t *next_call;
+  for (rec_t *r = state->head; r != NULL; r = next_call) {
+    next_call = r->next;
+    free_call(r);
+  }
+  usc_state_watch_t *next_watch;
+  for (usc_state_watch_t *w = state->watchers; w != NULL; w = next_watch) {
+    next_watch = w->next;
+    usc_free(w);
+  }
+  usc_free(state->table);
+  usc_free(state->heap);
+  usc_free(state->default_user);
+  usc_free(state->owner_name);
+  usc_free(state);
+}
+
+size_t usc_state_call_count(const usc_state_t *state) { return state->n_calls; }
+
+const char *usc_state_action_name(usc_state_action_kind_t kind) {
+  return (size_t)kind < USC_ARRAY_LEN(ACTIONS) ? ACTIONS[kind].name : "Unknown";
+}
+
+/* ---- address validation ---- */
+
+static bool is_me(const char *user) {
+  return user[0] == '\0' || strcmp(user, "@me") == 0 ||
+         strcmp(user, "@viewer") == 0 || strcmp(user, "@owner") == 0;
+}
+
+static int check_user(const usc_state_t *s, const usc_state_address_t *a,
+                      const char **user, usc_state_err_t *err) {
+  const char *u = or_empty(a->user_id);
+  if (is_me(u)) {
+    *user = is_set(a->identity) ? a->identity : s->default_user;
+    return 0;
+  }
+  if (!made_of(u, ALNUM, USC_STATE_MAX_ID_LEN))
+    return INVALID(err, USC_UAPI_USER_INVALID,
+                   "user id '%.40s' is invalid: use @me, @viewer, @owner or "
+                   "1 to 64 letters and digits",
+                   u);
+  *user = u;
+  return 0;
+}
+
+static int check_ext(const char *ext, bool self_ok, usc_state_err_t *err) {
+  if (is_self(ext) && !self_ok)
+    return INVALID(err, USC_UAPI_EXTENSION_INVALID,
+                   "extension '@self' cannot place a call: give the "
+                   "extension that makes it, such as 0003*210");
+  if (is_self(ext) || ext_valid(ext))
+    return 0;
+  if (ext[0] == '\0')
+    return INVALID(err, USC_UAPI_EXTENSION_INVALID,
+                   "extension is required: give @self or an extension "
+                   "number such as 0003*210");
+  return INVALID(err, USC_UAPI_EXTENSION_INVALID,
+                 "extension '%.40s' is invalid: use @self or 1 to 32 digits "
+                 "and '*', such as 0003*210",
+                 ext);
+}
+
+static int check_user_ext(const usc_state_t *s, const usc_state_address_t *a,
+                          bool self_ok, target_t *t, usc_state_err_t *err) {
+  int rc = check_user(s, a, &t->user, err);
+  if (rc != 0)
+    return rc;
+  t->ext = or_empty(a->extension);
+  t->id = or_empty(a->phone_call_id);
+  return check_ext(t->ext, self_ok, err);
+}
+
+static int check_address(const usc_state_t *s, const usc_state_address_t *a,
+                         bool id_required, target_t *t, usc_state_err_t *err) {
+  int rc = check_user_ext(s, a, true, t, err);
+  if (rc != 0 || (t->id[0] == '\0' && !id_required))
+    return rc;
+  if (t->id[0] == '\0')
+    return INVALID(err, CALL_ID_CODE,
+                   "phone_call_id is required: give the id of the call");
+  if (!made_of(t->id, ALNUM, USC_STATE_MAX_ID_LEN))
+    return INVALID(err, CALL_ID_CODE,
+                   "phone call id '%.40s' is invalid: use 1 to 64 letters "
+                   "and digits",
+                   t->id);
+  return 0;
+}
+
+static int find_visible(const usc_state_t *s, const target_t *t, rec_t **out,
+                        usc_state_err_t *err) {
+  rec_t *r = find(s, t->id);
+  if (r == NULL || !visible(r, t))
+    return NOT_FOUND(err, CALL_ID_CODE,
+                     "phone call '%s' not found for user '%.40s' and "
+                     "extension '%s'",
+                     t->id, t->user, t->ext);
+  *out = r;
+  return 0;
+}
+
+/* ---- create ---- */
+
+static int check_numbers(const char *const *list, size_t n, const char *what,
+                         const char *code, usc_state_err_t *err) {
+  if (n == 0 || n > USC_STATE_MAX_NUMBERS)
+    return INVALID(err, code, "a call needs 1 to %d %s numbers, not %zu",
+                   USC_STATE_MAX_NUMBERS, what, n);
+  for (size_t i = 0; i < n; i++)
+    if (!made_of(or_empty(list[i]), "0123456789*+#", MAX_NUMBER_LEN))
+      return INVALID(err, code,
+                     "%s number '%.40s' is invalid: use 1 to 32 digits, "
+                     "'*', '+' or '#'",
+                     what, or_empty(list[i]));
+  return 0;
+}
+
+static int make_room(usc_state_t *s, usc_state_err_t *err) {
+  if (s->n_calls >= s->max_calls)
+    return fail(err, USC_ERR_FULL, USC_GRPC_RESOURCE_EXHAUSTED, NULL,
+                "the engine already holds its limit of %zu calls: hang some "
+                "up or raise --max-calls",
+                s->max_calls);
+  if (heap_reserve(s, s->n_calls + 1) != 0 ||
+      table_reserve(s, s->n_calls + 1) != 0)
+    return NO_MEMORY(err, "creating a call");
+  return 0;
+}
+
+static size_t text_size(const char *s) { return is_set(s) ? strlen(s) + 1 : 0; }
+
+static size_t call_size(const usc_state_create_t *req, const char *user) {
+  size_t n = sizeof(rec_t) +
+             (req->n_source + req->n_destination) * sizeof(const char *);
+  n += text_size(user) + text_size(req->address.extension) +
+       text_size(req->nonce) + text_size(req->caller_id) +
+       text_size(req->caller_destination);
+  for (size_t i = 0; i < req->n_source; i++)
+    n += text_size(req->source[i]);
+  for (size_t i = 0; i < req->n_destination; i++)
+    n += text_size(req->destination[i]);
+  return n;
+}
+
+/* Copies `s` at *cur, which moves past it; NULL for an unset string. */
+static const char *put(char **cur, const char *s) {
+  if (!is_set(s))
+    return NULL;
+  size_t n = strlen(s) + 1;
+  const char *copy = memcpy(*cur, s, n);
+  *cur += n;
+  return copy;
+}
+
+static uint64_t splitmix64(uint64_t *x) {
+  uint64_t z = (*x += UINT64_C(0x9e3779b97f4a7c15));
+  z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+  z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+  return z ^ (z >> 31);
+}
+
+static void new_id(usc_state_t *s, char *id) {
+  static const char HEX[] = "0123456789abcdef";
+  do {
+    uint64_t hi = splitmix64(&s->rng), lo = splitmix64(&s->rng);
+    for (int i = 0; i < 16; i++)
+      id[i] = HEX[(hi >> (60 - 4 * i)) & 15];
+    for (int i = 0; i < 4; i++)
+      id[16 + i] = HEX[(lo >> (60 - 4 * i)) & 15];
+    id[USC_STATE_CALL_ID_LEN] = '\0';
+  } while (find(s, id) != NULL);
+}
+
+static void init_leg(usc_state_view_t *v, size_t n) {
+  memset(v, 0, sizeof *v);
+  v->id[0] = (char)('0' + n / 10);
+  v->id[1] = (char)('0' + n % 10);
+  v->disposition = -1;
+}
+
+static bool looks_like_extension(const char *num) {
+  size_t n = strlen(num);
+  return strchr(num, '*') != NULL || (n <= 5 && strspn(num, DIGITS) == n);
+}
+
+static void start_leg(usc_state_view_t *v, int ringing_status, int64_t now,
+                      bool ring) {
+  v->status = ring ? ringing_status : ST_ON_CALL;
+  if (ring)
+    v->ringing = now;
+  else
+    v->answered = now;
+}
+
+static void fill_legs(rec_t *r, size_t n_src, size_t n_dst, const char *caller,
+                      const char *callee, int64_t now, bool ring) {
+  bool local = true;
+  for (size_t i = 0; i < n_dst; i++)
+    local = local && looks_like_extension(r->strs[n_src + i]);
+  for (size_t i = 0; i < 2; i++) {
+    init_leg(&r->legs[i], i);
+    r->legs[i].source = r->strs;
+    r->legs[i].n_source = n_src;
+    r->legs[i].destination = r->strs + n_src;
+    r->legs[i].n_destination = n_dst;
+    r->legs[i].flow = FLOW_LOCAL;
+  }
+  r->legs[0].extension = r->call.extension;
+  r->legs[0].caller_id = caller;
+  r->legs[1].extension = r->strs[n_src];
+  r->legs[1].caller_id = callee != NULL ? callee : caller;
+  if (!local) {
+    r->legs[0].flow = FLOW_OUTGOING;
+    r->legs[1].flow = FLOW_INCOMING;
+  }
+  start_leg(&r->legs[0], ST_OTHER_RINGING, now, ring);
+  start_leg(&r->legs[1], ST_RINGING, now, ring);
+}
+
+static void fill_call(usc_state_t *s, rec_t *r, const usc_state_create_t *req,
+                      const char *user, int64_t now) {
+  size_t n_src = req->n_source, n_dst = req->n_destination;
+  char *cur = (char *)&r->strs[n_src + n_dst];
+  for (size_t i = 0; i < n_src; i++)
+    r->strs[i] = put(&cur, req->source[i]);
+  for (size_t i = 0; i < n_dst; i++)
+    r->strs[n_src + i] = put(&cur, req->destination[i]);
+  r->call.user = r->call.owner_id = put(&cur, user);
+  r->call.extension = put(&cur, req->address.extension);
+  r->call.nonce = put(&cur, req->nonce);
+  r->call.owner_name = s->owner_name;
+  r->call.published = now;
+  const char *caller = put(&cur, req->caller_id);
+  fill_legs(r, n_src, n_dst, caller, put(&cur, req->caller_destination), now,
+            s->ring_ns > 0);
+  r->ring_at = s->ring_ns > 0 ? now + s->ring_ns : 0;
+  r->call.answered = s->ring_ns > 0 ? 0 : now;
+}
+
+static int new_call(usc_state_t *s, const usc_state_create_t *req,
+                    const char *user, int64_t now, rec_t **out) {
+  rec_t *r = usc_calloc(1, call_size(req, user));
+  usc_state_view_t *legs = usc_calloc(2, sizeof *legs);
+  if (r == NULL || legs == NULL) {
+    usc_free(r);
+    usc_free(legs);
+    return USC_ERR_NOMEM;
+  }
+  r->legs = legs;
+  r->call.views = legs;
+  r->call.n_views = 2;
+  r->heap_pos = NOT_IN_HEAP;
+  fill_call(s, r, req, user, now);
+  new_id(s, r->call.id);
+  r->seq = s->next_seq++;
+  *out = r;
+  return 0;
+}
+
+int usc_state_create(usc_state_t *state, const usc_state_create_t *req,
+                     int64_t now, const usc_state_call_t **call,
+                     usc_state_err_t *err) {
+  target_t t;
+  rec_t *r = NULL;
+  clear_err(err);
+  usc_state_advance(state, now);
+  int rc = check_user_ext(state, &req->address, false, &t, err);
+  if (rc == 0)
+    rc = check_numbers(req->source, req->n_source, "source",
+                       "pc_source_invalid", err);
+  if (rc == 0)
+    rc = check_numbers(req->destination, req->n_destination, "destination",
+                       "pc_destination_invalid", err);
+  if (rc == 0)
+    rc = make_room(state, err);
+  if (rc == 0 && new_call(state, req, t.user, now, &r) != 0)
+    rc = NO_MEMORY(err, "creating a call");
+  if (rc != 0)
+    return rc;
+  table_put(state, r);
+  list_insert(state, r);
+  heap_update(state, r);
+  state->n_calls++;
+  emit(state, USC_STATE_EVENT_CREATED, r, now, NULL);
+  *call = &r->call;
+  return 0;
+}
+
+/* ---- get ---- */
+
+int usc_state_get(usc_state_t *state, const usc_state_address_t *address,
+                  int64_t now, const usc_state_call_t **call,
+                  usc_state_err_t *err) {
+  target_t t;
+  rec_t *r = NULL;
+  clear_err(err);
+  usc_state_advance(state, now);
+  int rc = check_address(state, address, true, &t, err);
+  if (rc == 0)
+    rc = find_visible(state, &t, &r, err);
+  if (rc == 0)
+    *call = &r->call;
+  return rc;
+}
+
+/* ---- list: RFC 3339 date-times ---- */
+
+static bool take_digits(const char **p, const char *end, int n, int *out) {
+  int v = 0;
+  for (int i = 0; i < n; i++, (*p)++) {
+    if (*p >= end || **p < '0' || **p > '9')
+      return false;
+    v = v * 10 + (**p - '0');
+  }
+  *out = v;
+  return true;
+}
+
+static bool take_char(const char **p, const char *end, const char *any) {
+  if (*p >= end || **p == '\0' || strchr(any, **p) == NULL)
+    return false;
+  (*p)++;
+  return true;
+}
+
+typedef struct {
+  int year, month, day, hour, min, sec;
+} civil_t;
+
+static bool take_civil(const char **p, const char *end, civil_t *c) {
+  return take_digits(p, end, 4, &c->year) && take_char(p, end, "-") &&
+         take_digits(p, end, 2, &c->month) && take_char(p, end, "-") &&
+         take_digits(p, end, 2, &c->day) && take_char(p, end, "Tt") &&
+         take_digits(p, end, 2, &c->hour) && take_char(p, end, ":") &&
+         take_digits(p, end, 2, &c->min) && take_char(p, end, ":") &&
+         take_digits(p, end, 2, &c->sec);
+}
+
+/* Digits past the ninth (below a nanosecond) are accepted and dropped. */
+static bool take_fraction(const char **p, const char *end, int32_t *ns) {
+  int32_t scale = 100000000;
+  int n = 0;
+  *ns = 0;
+  if (!take_char(p, end, "."))
+    return true;
+  for (; *p < end && **p >= '0' && **p <= '9'; (*p)++, n++) {
+    *ns += (**p - '0') * scale;
+    scale /= 10;
+  }
+  return n > 0;
+}
+
+static bool take_offset(const char **p, const char *end, int *offset_s) {
+  int h, m, sign = *p < end && **p == '-' ? -1 : 1;
+  *offset_s = 0;
+  if (take_char(p, end, "Zz"))
+    return true;
+  if (!take_char(p, end, "+-") || !take_digits(p, end, 2, &h) ||
+      !take_char(p, end, ":") || !take_digits(p, end, 2, &m) || h > 23 ||
+      m > 59)
+    return false;
+  *offset_s = sign * (h * 3600 + m * 60);
+  return true;
+}
+
+static bool civil_valid(const civil_t *c) {
+  static const int DAYS[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (c->month < 1 || c->month > 12 || c->day < 1)
+    return false;
+  bool leap = (c->year % 4 == 0 && c->year % 100 != 0) || c->year % 400 == 0;
+  int days = DAYS[c->month - 1] + (c->month == 2 && leap);
+  return c->day <= days && c->hour <= 23 && c->min <= 59 && c->sec <= 60;
+}
+
+/* Days from 1970-01-01 to a proleptic Gregorian date, counted in 400-year
+ * eras of a calendar that starts on 1 March. */
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  int64_t yoe = y - era * 400;
+  int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+static bool parse_time(const char *text, size_t len, instant_t *out) {
+  const char *p = text, *end = text + len;
+  civil_t c;
+  int32_t ns;
+  int offset;
+  if (!take_civil(&p, end, &c) || !take_fraction(&p, end, &ns) ||
+      !take_offset(&p, end, &offset) || p != end || !civil_valid(&c))
+    return false;
+  out->s = days_from_civil(c.year, c.month, c.day) * 86400 + c.hour * 3600 +
+           c.min * 60 + c.sec - offset;
+  out->ns = ns;
+  return true;
+}
+
+static instant_t instant_of(int64_t t) {
+  instant_t i = {t / NS_PER_S, (int32_t)(t % NS_PER_S)};
+  if (i.ns < 0) {
+    i.s--;
+    i.ns += (int32_t)NS_PER_S;
+  }
+  return i;
+}
+
+static int instant_cmp(instant_t a, instant_t b) {
+  if (a.s != b.s)
+    return a.s < b.s ? -1 : 1;
+  return a.ns < b.ns ? -1 : a.ns > b.ns;
+}
+
+/* ---- list: filters ---- */
+
+typedef bool (*elem_fn)(const char *s, size_t len, const void *ctx);
+
+/* Calls fn on each element of a comma-separated list (spaces around an
+ * element are dropped) until one returns true. */
+static bool any_elem(const char *list, elem_fn fn, const void *ctx) {
+  for (;;) {
+    const char *comma = strchr(list, ',');
+    size_t len = comma != NULL ? (size_t)(comma - list) : strlen(list);
+    for (; len > 0 && *list == ' '; len--)
+      list++;
+    while (len > 0 && list[len - 1] == ' ')
+      len--;
+    if (fn(list, len, ctx))
+      return true;
+    if (comma == NULL)
+      return false;
+    list = comma + 1;
+  }
+}
+
+static bool not_time(const char *s, size_t len, const void *ctx) {
+  instant_t unused;
+  (void)ctx;
+  return !parse_time(s, len, &unused);
+}
+
+static bool same_time(const char *s, size_t len, const void *ctx) {
+  instant_t when;
+  return parse_time(s, len, &when) &&
+         instant_cmp(when, *(const instant_t *)ctx) == 0;
+}
+
+static bool same_text(const char *s, size_t len, const void *ctx) {
+  const char *id = ctx;
+  return strlen(id) == len && memcmp(id, s, len) == 0;
+}
+
+static bool id_passes(const query_t *q, const char *id) {
+  switch (q->op) {
+  case OP_EQUALS:
+    return strcmp(id, q->value) == 0;
+  case OP_GREATER:
+    return strcmp(id, q->value) > 0;
+  case OP_LESS:
+    return strcmp(id, q->value) < 0;
+  case OP_STARTS:
+    return strncmp(id, q->value, strlen(q->value)) == 0;
+  case OP_CONTAINS:
+    return strstr(id, q->value) != NULL;
+  case OP_IN:
+    return any_elem(q->value, same_text, id);
+  default: /* present: every call has an id */
+    return true;
+  }
+}
+
+/* A full date-time starts with or contains only itself, so startsWith and
+ * contains on published mean equals. */
+static bool published_passes(const query_t *q, int64_t published) {
+  instant_t p = instant_of(published);
+  switch (q->op) {
+  case OP_PRESENT:
+    return true;
+  case OP_GREATER:
+    return instant_cmp(p, q->when) > 0;
+  case OP_LESS:
+    return instant_cmp(p, q->when) < 0;
+  case OP_IN:
+    return any_elem(q->value, same_time, &p);
+  default:
+    return instant_cmp(p, q->when) == 0;
+  }
+}
+
+static bool passes(const query_t *q, const usc_state_call_t *call) {
+  if (q->by == BY_ID)
+    return id_passes(q, call->id);
+  return q->by == BY_NONE || published_passes(q, call->published);
+}
+
+/* ---- list: arguments ---- */
+
+static int check_paging(const usc_state_list_t *req, query_t *q,
+                        usc_state_err_t *err) {
+  q->count = req->has_count ? req->count : DEFAULT_COUNT;
+  q->start = req->has_start_index ? req->start_index : 0;
+  if (q->count < 1 || q->count > MAX_COUNT)
+    return INVALID(err, "count_invalid",
+                   "count %ld is out of range: use 1 to %d", (long)q->count,
+                   MAX_COUNT);
+  if (q->start < 0 || q->start > MAX_START_INDEX)
+    return INVALID(err, "startindex_invalid",
+                   "start_index %ld is out of range: use 0 to %d",
+                   (long)q->start, MAX_START_INDEX);
+  return 0;
+}
+
+static int check_filter_by(const char *by, query_t *q, usc_state_err_t *err) {
+  if (strcmp(by, "id") == 0 || strcmp(by, "published") == 0) {
+    q->by = by[0] == 'i' ? BY_ID : BY_PUBLISHED;
+    return 0;
+  }
+  if (by[0] == '\0')
+    return INVALID(err, "filterby_invalid",
+                   "filter_op needs filter_by: use id or published");
+  return INVALID(err, "filterby_invalid",
+                 "filter_by '%.40s' is invalid: use id or published", by);
+}
+
+static int check_filter_op(const char *op, query_t *q, usc_state_err_t *err) {
+  for (size_t i = 0; i < USC_ARRAY_LEN(OPS); i++)
+    if (strcmp(op, OPS[i]) == 0) {
+      q->op = (int)i;
+      return 0;
+    }
+  return INVALID(err, "filterop_invalid",
+                 "filter_op '%.40s' is invalid: use equals, greaterThan, "
+                 "lessThan, present, startsWith, contains or inArray",
+                 op);
+}
+
+static int check_filter_value(query_t *q, usc_state_err_t *err) {
+  if (q->op == OP_PRESENT)
+    return 0;
+  if (q->value[0] == '\0')
+    return INVALID(err, "filtervalue_invalid",
+                   "filter_value is required with filter_op %s", OPS[q->op]);
+  if (q->by == BY_PUBLISHED &&
+      (q->op == OP_IN ? any_elem(q->value, not_time, NULL)
+                      : !parse_time(q->value, strlen(q->value), &q->when)))
+    return INVALID(err, "filtervalue_invalid",
+                   "filter_value '%.60s' is not an RFC 3339 date-time such "
+                   "as 2024-05-01T10:00:00Z",
+                   q->value);
+  return 0;
+}
+
+static int check_filter(const usc_state_list_t *req, query_t *q,
+                        usc_state_err_t *err) {
+  const char *by = or_empty(req->filter_by), *op = or_empty(req->filter_op);
+  q->by = BY_NONE;
+  q->value = or_empty(req->filter_value);
+  if (by[0] == '\0' && op[0] == '\0')
+    return 0;
+  int rc = check_filter_by(by, q, err);
+  if (rc == 0 && op[0] == '\0')
+    return INVALID(err, "filterop_invalid",
+                   "filter_by needs filter_op: use equals, greaterThan, "
+                   "lessThan, present, startsWith, contains or inArray");
+  if (rc == 0)
+    rc = check_filter_op(op, q, err);
+  return rc != 0 ? rc : check_filter_value(q, err);
+}
+
+static int check_sort(const char *order, query_t *q, usc_state_err_t *err) {
+  q->descending = strcmp(order, "descending") == 0;
+  if (order[0] == '\0' || q->descending || strcmp(order, "ascending") == 0)
+    return 0;
+  return INVALID(err, "sortorder_invalid",
+                 "sort_order '%.40s' is invalid: use ascending or descending",
+                 order);
+}
+
+static uint32_t field_bit(const char *name) {
+  for (size_t i = 0; i < USC_ARRAY_LEN(FIELDS); i++)
+    if (strcmp(name, FIELDS[i].name) == 0)
+      return FIELDS[i].bit;
+  return 0;
+}
+
+static int check_fields(const usc_state_list_t *req, query_t *q,
+                        usc_state_err_t *err) {
+  q->mask = req->n_fields > 0 ? 0 : USC_STATE_FIELD_ALL;
+  for (size_t i = 0; i < req->n_fields; i++) {
+    uint32_t bit = field_bit(or_empty(req->fields[i]));
+    if (bit == 0)
+      return INVALID(err, "fields_invalid",
+                     "field '%.40s' is not a PhoneCall field: use id, "
+                     "extension, ownerId, ownerName, published, answered, "
+                     "nonce, phoneCallView or links",
+                     or_empty(req->fields[i]));
+    q->mask |= bit;
+  }
+  return 0;
+}
+
+static int check_query(const usc_state_list_t *req, query_t *q,
+                       usc_state_err_t *err) {
+  int rc = check_paging(req, q, err);
+  if (rc == 0)
+    rc = check_filter(req, q, err);
+  if (rc == 0)
+    rc = check_sort(or_empty(req->sort_order), q, err);
+  return rc != 0 ? rc : check_fields(req, q, err);
+}
+
+/* ---- list ---- */
+
+typedef struct {
+  const usc_state_call_t **calls;
+  size_t n, total;
+} gather_t;
+
+static void gather(gather_t *g, const rec_t *r, const target_t *t,
+                   const query_t *q) {
+  if (!visible(r, t) || !passes(q, &r->call))
+    return;
+  if (g->total >= (size_t)q->start && g->n < (size_t)q->count)
+    g->calls[g->n++] = &r->call;
+  g->total++;
+}
+
+static void gather_all(gather_t *g, const usc_state_t *s, const target_t *t,
+                       const query_t *q) {
+  const rec_t *r;
+  if (t->id[0] != '\0') {
+    if ((r = find(s, t->id)) != NULL)
+      gather(g, r, t, q);
+    return;
+  }
+  for (r = q->descending ? s->tail : s->head; r != NULL;
+       r = q->descending ? r->prev : r->next)
+    gather(g, r, t, q);
+}
+
+int usc_state_list(usc_state_t *state, const usc_state_list_t *req, int64_t now,
+                   usc_state_page_t *page, usc_state_err_t *err) {
+  target_t t;
+  query_t q = {0};
+  gather_t g = {NULL, 0, 0};
+  clear_err(err);
+  usc_state_advance(state, now);
+  int rc = check_address(state, &req->address, false, &t, err);
+  if (rc == 0)
+    rc = check_query(req, &q, err);
+  if (rc != 0)
+    return rc;
+  size_t cap = t.id[0] != '\0' ? 1 : state->n_calls;
+  if (cap > (size_t)q.count)
+    cap = (size_t)q.count;
+  if (cap > 0 && (g.calls = usc_malloc(cap * sizeof *g.calls)) == NULL)
+    return NO_MEMORY(err, "listing calls");
+  gather_all(&g, state, &t, &q);
+  page->calls = g.calls;
+  page->n_calls = g.n;
+  page->total_results = (int32_t)g.total;
+  page->items_per_page = q.count;
+  page->start_index = q.start;
+  page->field_mask = q.mask;
+  return 0;
+}
+
+void usc_state_page_free(usc_state_page_t *page) {
+  if (page == NULL)
+    return;
+  usc_free(page->calls);
+  page->calls = NULL;
+  page->n_calls = 0;
+}
+
+/* ---- actions: arguments and preconditions ---- */
+
+static size_t transfer_leg(const rec_t *r, const char *number) {
+  for (size_t i = 0; is_set(number) && i < r->call.n_views; i++)
+    if (strcmp(r->legs[i].extension, number) == 0)
+      return i;
+  return 1;
+}
+
+static int pick_leg(const rec_t *r, const usc_state_action_t *req, size_t *leg,
+                    usc_state_err_t *err) {
+  const char *vid = or_empty(req->phone_call_view_id);
+  if (vid[0] == '\0' && (ACTIONS[req->kind].flags & TRANSFERS)) {
+    *leg = transfer_leg(r, req->transfer_number);
+    return 0;
+  }
+  if (vid[0] == '\0')
+    return INVALID(err, VIEW_ID_CODE,
+                   "phone_call_view_id is required for %s: give a leg such "
+                   "as 00 or 01",
+                   ACTIONS[req->kind].name);
+  if (strlen(vid) != 2 || strspn(vid, DIGITS) != 2)
+    return INVALID(err, VIEW_ID_CODE,
+                   "phone call view id '%.40s' is invalid: use two digits "
+                   "such as 00 or 01",
+                   vid);
+  for (size_t i = 0; i < r->call.n_views; i++)
+    if (strcmp(r->legs[i].id, vid) == 0) {
+      *leg = i;
+      return 0;
+    }
+  return NOT_FOUND(err, VIEW_ID_CODE,
+                   "phone call view '%s' not found in phone call '%s'", vid,
+                   r->call.id);
+}
+
+static int check_target(const usc_state_action_t *req, usc_state_err_t *err) {
+  const char *to = or_empty(req->send_call_to), *name = ACTIONS[req->kind].name;
+  if (to[0] == '\0')
+    return INVALID(err, "pc_sendcallto_invalid",
+                   "send_call_to is required for %s: give the number that "
+                   "takes the call",
+                   name);
+  if (!made_of(to, "0123456789*+", MAX_NUMBER_LEN))
+    return INVALID(err, "pc_sendcallto_invalid",
+                   "send_call_to '%.40s' is invalid: use 1 to 32 digits, '*' "
+                   "or '+'",
+                   to);
+  return 0;
+}
+
+static int check_action_args(const usc_state_action_t *req,
+                             usc_state_err_t *err) {
+  const char *format = or_empty(req->format);
+  if (ACTIONS[req->kind].flags & NEEDS_TARGET)
+    return check_target(req, err);
+  if (req->kind == USC_STATE_START_RECORDING && format[0] != '\0' &&
+      strcmp(format, "wav") != 0 && strcmp(format, "wav49") != 0)
+    return INVALID(err, "pc_format_invalid",
+                   "format '%.40s' is invalid: use wav or wav49", format);
+  if (req->kind == USC_STATE_PARK && req->has_max_in_parking &&
+      (req->max_in_parking < PARK_MIN_S || req->max_in_parking > PARK_MAX_S))
+    return INVALID(err, "pc_maxinparking_invalid",
+                   "max_in_parking %ld is out of range: use %d to %d seconds",
+                   (long)req->max_in_parking, PARK_MIN_S, PARK_MAX_S);
+  return 0;
+}
+
+static int leg_refused(const rec_t *r, size_t i, const char *why,
+                       usc_state_action_kind_t kind, usc_state_err_t *err) {
+  return BAD_STATE(err, "leg '%s' of phone call '%s' %s, so %s cannot apply",
+                   r->legs[i].id, r->call.id, why, ACTIONS[kind].name);
+}
+
+static int check_join(const rec_t *r, usc_state_action_kind_t kind,
+                      usc_state_err_t *err) {
+  if (r->call.answered == 0)
+    return BAD_STATE(err,
+                     "phone call '%s' is not answered yet: retry %s once it "
+                     "is",
+                     r->call.id, ACTIONS[kind].name);
+  if (r->call.n_views >= USC_STATE_MAX_VIEWS)
+    return BAD_STATE(err,
+                     "phone call '%s' already has %d legs, so %s cannot add "
+                     "one",
+                     r->call.id, USC_STATE_MAX_VIEWS, ACTIONS[kind].name);
+  return 0;
+}
+
+static int check_leg_state(const rec_t *r, size_t i,
+                           usc_state_action_kind_t kind, usc_state_err_t *err) {
+  const usc_state_view_t *v = &r->legs[i];
+  switch (kind) {
+  case USC_STATE_ON_HOLD:
+    return v->on_hold ? leg_refused(r, i, "is already on hold", kind, err) : 0;
+  case USC_STATE_OFF_HOLD:
+    return v->on_hold ? 0 : leg_refused(r, i, "is not on hold", kind, err);
+  case USC_STATE_START_RECORDING:
+    return v->recording ? leg_refused(r, i, "is already recording", kind, err)
+                        : 0;
+  case USC_STATE_STOP_RECORDING:
+    return v->recording ? 0 : leg_refused(r, i, "is not recording", kind, err);
+  case USC_STATE_PARK:
+    return v->parked ? leg_refused(r, i, "is already parked", kind, err) : 0;
+  case USC_STATE_UNPARK:
+    return v->parked ? 0 : leg_refused(r, i, "is not parked", kind, err);
+  default:
+    return (ACTIONS[kind].flags & JOINS) ? check_join(r, kind, err) : 0;
+  }
+}
+
+/* ---- actions: effects ---- */
+
+static void swap_ext(rec_t *r, size_t i, char *ext, prior_t *prior) {
+  prior->ext = r->legs[i].extension;
+  prior->owned = (r->owned[i] & OWN_EXT) != 0;
+  r->legs[i].extension = ext;
+  r->owned[i] |= OWN_EXT;
+}
+
+static size_t count_parked(const usc_state_t *s, const char *user) {
+  size_t n = 0;
+  for (const rec_t *r = s->parked; r != NULL; r = r->park_next)
+    if (strcmp(r->call.user, user) == 0)
+      n += r->n_parked;
+  return n;
+}
+
+static void mark_taken(const rec_t *r, bool *taken, size_t n) {
+  for (size_t i = 0; i < r->call.n_views; i++)
+    if (r->legs[i].parked != 0 && (size_t)r->legs[i].parked_pos <= n)
+      taken[r->legs[i].parked_pos - 1] = true;
+}
+
+/* The lowest position no parked leg of `user` holds. With n parked legs
+ * it is at most n + 1. */
+static int free_park_pos(const usc_state_t *s, const char *user, int *pos) {
+  size_t n = count_parked(s, user), p = 0;
+  bool *taken = usc_calloc(n + 1, sizeof *taken);
+  if (taken == NULL)
+    return USC_ERR_NOMEM;
+  for (const rec_t *r = s->parked; r != NULL; r = r->park_next)
+    if (strcmp(r->call.user, user) == 0)
+      mark_taken(r, taken, n + 1);
+  while (taken[p])
+    p++;
+  usc_free(taken);
+  *pos = (int)p + 1;
+  return 0;
+}
+
+static int park(usc_state_t *s, rec_t *r, size_t i,
+                const usc_state_action_t *req, int64_t now,
+                usc_state_err_t *err) {
+  const char *by = req->address.extension;
+  char *copy = usc_strdup(is_self(by) ? r->legs[i].extension : by);
+  int pos;
+  if (copy == NULL || free_park_pos(s, r->call.user, &pos) != 0) {
+    usc_free(copy);
+    return NO_MEMORY(err, "parking a call");
+  }
+  r->legs[i].parked = now;
+  r->legs[i].parked_pos = pos;
+  r->legs[i].parked_by = copy;
+  r->park_secs[i] = (uint16_t)(req->has_max_in_parking ? req->max_in_parking
+                                                       : PARK_DEFAULT_S);
+  if (r->n_parked++ == 0)
+    park_link(s, r);
+  return 0;
+}
+
+static int unpark(usc_state_t *s, rec_t *r, size_t i, const char *to,
+                  prior_t *prior, usc_state_err_t *err) {
+  char *ext = usc_strdup(to);
+  if (ext == NULL)
+    return NO_MEMORY(err, "unparking a call");
+  clear_park(s, r, i);
+  swap_ext(r, i, ext, prior);
+  return 0;
+}
+
+static bool any_ringing(const rec_t *r) {
+  for (size_t i = 0; i < r->call.n_views; i++)
+    if (r->legs[i].ringing != 0)
+      return true;
+  return false;
+}
+
+static int pick_up(rec_t *r, size_t i, const char *to, int64_t now,
+                   prior_t *prior, usc_state_err_t *err) {
+  usc_state_view_t *v = &r->legs[i];
+  char *ext = usc_strdup(to);
+  if (ext == NULL)
+    return NO_MEMORY(err, "picking up a call");
+  swap_ext(r, i, ext, prior);
+  v->status = ST_ON_CALL;
+  v->ringing = 0;
+  if (v->answered == 0)
+    v->answered = now;
+  if (r->call.answered == 0)
+    r->call.answered = now;
+  if (!any_ringing(r))
+    r->ring_at = 0;
+  return 0;
+}
+
+/* The strings of a leg that joins a call. */
+typedef struct {
+  char *ext, *caller;
+  const char **src, **dst;
+} join_text_t;
+
+static void join_text_free(join_text_t *jt) {
+  usc_free(jt->ext);
+  usc_free(jt->caller);
+  usc_free(jt->src);
+  usc_free(jt->dst);
+}
+
+/* On failure the caller frees what was made with join_text_free. */
+static bool join_text_new(join_text_t *jt, const char *to, const char *peer,
+                          const char *caller) {
+  jt->ext = usc_strdup(to);
+  jt->src = list1(to);
+  jt->dst = list1(peer);
+  jt->caller = is_set(caller) ? usc_strdup(caller) : NULL;
+  return jt->ext != NULL && jt->src != NULL && jt->dst != NULL &&
+         (jt->caller != NULL || !is_set(caller));
+}
+
+static void fill_joined(usc_state_view_t *v, const join_text_t *jt,
+                        int64_t now) {
+  v->extension = jt->ext;
+  v->source = jt->src;
+  v->n_source = 1;
+  v->destination = jt->dst;
+  v->n_destination = 1;
+  v->flow = FLOW_LOCAL;
+  v->status = ST_ON_CALL;
+  v->caller_id = jt->caller;
+  v->answered = now;
+}
+
+static int join(rec_t *r, size_t i, const usc_state_action_t *req, int64_t now,
+                usc_state_err_t *err) {
+  size_t n = r->call.n_views;
+  join_text_t jt;
+  usc_state_view_t *legs = NULL;
+  if (!join_text_new(&jt, req->send_call_to, r->legs[i].extension,
+                     req->caller_id) ||
+      (legs = usc_realloc(r->legs, (n + 1) * sizeof *legs)) == NULL) {
+    join_text_free(&jt);
+    return NO_MEMORY(err, "adding a leg to a call");
+  }
+  r->legs = legs;
+  r->call.views = legs;
+  init_leg(&legs[n], n);
+  fill_joined(&legs[n], &jt, now);
+  r->owned[n] = OWN_EXT | OWN_SRC | OWN_DST | (jt.caller ? OWN_CALLER : 0);
+  r->call.n_views = n + 1;
+  return 0;
+}
+
+static int transfer(rec_t *r, size_t i, const char *to, prior_t *prior,
+                    usc_state_err_t *err) {
+  usc_state_view_t *v = &r->legs[i];
+  char *ext = usc_strdup(to);
+  const char **dst = list1(to);
+  if (ext == NULL || dst == NULL) {
+    usc_free(ext);
+    usc_free(dst);
+    return NO_MEMORY(err, "transferring a call");
+  }
+  if (r->owned[i] & OWN_DST)
+    usc_free((void *)v->destination);
+  v->destination = dst;
+  v->n_destination = 1;
+  r->owned[i] |= OWN_DST;
+  swap_ext(r, i, ext, prior);
+  v->on_hold = 0;
+  v->holder = 0;
+  return 0;
+}
+
+static int apply_action(usc_state_t *s, rec_t *r, size_t i,
+                        const usc_state_action_t *req, int64_t now,
+                        prior_t *prior, usc_state_err_t *err) {
+  usc_state_view_t *v = &r->legs[i];
+  switch (req->kind) {
+  case USC_STATE_ON_HOLD:
+  case USC_STATE_OFF_HOLD:
+    v->on_hold = req->kind == USC_STATE_ON_HOLD ? now : 0;
+    v->holder = req->kind == USC_STATE_ON_HOLD;
+    return 0;
+  case USC_STATE_START_RECORDING:
+  case USC_STATE_STOP_RECORDING:
+    v->recording = req->kind == USC_STATE_START_RECORDING ? now : 0;
+    return 0;
+  case USC_STATE_PARK:
+    return park(s, r, i, req, now, err);
+  case USC_STATE_UNPARK:
+    return unpark(s, r, i, req->send_call_to, prior, err);
+  case USC_STATE_PICK_UP:
+    return pick_up(r, i, req->send_call_to, now, prior, err);
+  case USC_STATE_TRANSFER:
+  case USC_STATE_TRANSFER_TO_VOICEMAIL:
+    return transfer(r, i, req->send_call_to, prior, err);
+  default:
+    return join(r, i, req, now, err);
+  }
+}
+
+int usc_state_act(usc_state_t *state, const usc_state_action_t *req,
+                  int64_t now, const usc_state_call_t **call,
+                  usc_state_err_t *err) {
+  target_t t;
+  rec_t *r = NULL;
+  size_t leg = 0;
+  prior_t prior = {NULL, false};
+  clear_err(err);
+  if ((size_t)req->kind >= USC_ARRAY_LEN(ACTIONS))
+    return INVALID(err, NULL, "action %d is not a PhoneCall action",
+                   (int)req->kind);
+  usc_state_advance(state, now);
+  int rc = check_address(state, &req->address, true, &t, err);
+  if (rc == 0)
+    rc = find_visible(state, &t, &r, err);
+  if (rc == 0)
+    rc = pick_leg(r, req, &leg, err);
+  if (rc == 0)
+    rc = check_action_args(req, err);
+  if (rc == 0)
+    rc = check_leg_state(r, leg, req->kind, err);
+  if (rc == 0)
+    rc = apply_action(state, r, leg, req, now, &prior, err);
+  if (rc != 0)
+    return rc;
+  heap_update(state, r);
+  emit(state, USC_STATE_EVENT_UPDATED, r, now, prior.ext);
+  if (prior.owned)
+    usc_free((void *)prior.ext);
+  *call = &r->call;
+  return 0;
+}
+
+/* ---- hangup ---- */
+
+static bool hangs_up(const rec_t *r, const target_t *t, const char *number) {
+  return visible(r, t) &&
+         (number[0] == '\0' || call_has_number(&r->call, number));
+}
+
+/* Counts the calls to hang up or, given `ids`, ends them and records
+ * their ids. */
+static size_t sweep(usc_state_t *s, const target_t *t, rec_t *only,
+                    const char *number, char **ids, int64_t now) {
+  size_t n = 0;
+  rec_t *next;
+  for (rec_t *r = only != NULL ? only : s->head; r != NULL; r = next) {
+    next = only != NULL ? NULL : r->next;
+    if (!hangs_up(r, t, number))
+      continue;
+    if (ids != NULL) {
+      memcpy(ids[n], r->call.id, USC_STATE_CALL_ID_LEN + 1);
+      end_call(s, r, now);
+    }
+    n++;
+  }
+  return n;
+}
+
+/* One allocation: the pointers, then the ids they point to. */
+static char **new_id_list(size_t n) {
+  size_t id_size = USC_STATE_CALL_ID_LEN + 1;
+  char **ids = usc_malloc(n * (sizeof *ids + id_size));
+  if (ids == NULL)
+    return NULL;
+  for (size_t i = 0; i < n; i++)
+    ids[i] = (char *)(ids + n) + i * id_size;
+  return ids;
+}
+
+int usc_state_hangup(usc_state_t *state, const usc_state_hangup_t *req,
+                     int64_t now, char ***ids, size_t *n_ids,
+                     usc_state_err_t *err) {
+  target_t t;
+  rec_t *only = NULL;
+  char **list = NULL;
+  clear_err(err);
+  usc_state_advance(state, now);
+  int rc = check_address(state, &req->address, false, &t, err);
+  if (rc == 0 && t.id[0] != '\0')
+    rc = find_visible(state, &t, &only, err);
+  if (rc != 0)
+    return rc;
+  const char *number = or_empty(req->phone_number);
+  size_t n = sweep(state, &t, only, number, NULL, now);
+  if (n > 0 && (list = new_id_list(n)) == NULL)
+    return NO_MEMORY(err, "hanging up calls");
+  if (n > 0)
+    sweep(state, &t, only, number, list, now);
+  *ids = list;
+  *n_ids = n;
+  return 0;
+}
+
+void usc_state_ids_free(char **ids, size_t n_ids) {
+  (void)n_ids; /* the ids live in the same allocation as the array */
+  usc_free(ids);
+}
+
+/* ---- watch ---- */
+
+int usc_state_watch(usc_state_t *state, const usc_state_address_t *address,
+                    usc_state_watch_fn fn, void *user, usc_state_watch_t **out,
+                    usc_state_err_t *err) {
+  const char *owner, *ext = or_empty(address->extension);
+  clear_err(err);
+  int rc = check_user(state, address, &owner, err);
+  bool all = ext[0] == '\0' || is_self(ext);
+  if (rc == 0 && !all)
+    rc = check_ext(ext, true, err);
+  if (rc != 0)
+    return rc;
+  size_t owner_size = strlen(owner) + 1;
+  usc_state_watch_t *w =
+      usc_malloc(sizeof *w + owner_size + (all ? 0 : strlen(ext) + 1));
+  if (w == NULL)
+    return NO_MEMORY(err, "starting a watch");
+  memcpy(w->owner, owner, owner_size);
+  w->ext = all ? NULL : strcpy(w->owner + owner_size, ext);
+  w->fn = fn;
+  w->user = user;
+  w->prev = NULL;
+  w->next = state->watchers;
+  if (w->next != NULL)
+    w->next->prev = w;
+  state->watchers = w;
+  *out = w;
+  return 0;
+}
+
+void usc_state_unwatch(usc_state_t *state, usc_state_watch_t *watch) {
+  if (watch == NULL)
+    return;
+  if (watch->prev != NULL)
+    watch->prev->next = watch->next;
+  else
+    state->watchers = watch->next;
+  if (watch->next != NULL)
+    watch->next->prev = watch->prev;
+  usc_free(watch);
+}
