@@ -29,15 +29,15 @@ typedef struct {
   int listen_port;
   char admin_host[256]; /* --admin-listen, default 127.0.0.1:9090 */
   int admin_port;
-  usc_backend_t backend;        /* --backend; default native without
-                                   --uapi-url, else auto */
-  char uapi_url[1024];          /* --uapi-url, "" when unset */
-  usc_log_format_t log_format;  /* --log-format text|json, default text */
-  usc_log_level_t log_level;    /* --log-level debug|info|warn|error */
-  size_t max_recv_message_size; /* --max-recv-message-size bytes, 4 MiB */
-  size_t max_calls;             /* --max-calls, default 100000 */
-  int64_t ring_ns;              /* --ring-delay ms, default 0 */
-  int64_t shutdown_grace_ns;    /* --shutdown-grace ms, default 10000 */
+  usc_backend_t backend;           /* --backend; default native without
+                                      --uapi-url, else auto */
+  char uapi_url[1024];             /* --uapi-url, "" when unset */
+  usc_log_format_t log_format;     /* --log-format text|json, default text */
+  usc_log_level_t log_level;       /* --log-level debug|info|warn|error */
+  size_t max_recv_message_size;    /* --max-recv-message-size bytes, 4 MiB */
+  size_t max_calls;                /* --max-calls, default 100000 */
+  int64_t ring_ns;                 /* --ring-delay ms, default 0 */
+  int64_t shutdown_grace_ns;       /* --shutdown-grace ms, default 10000 */
   uint32_t max_concurrent_streams; /* --max-concurrent-streams, 1000 */
 } usc_config_t;
 

@@ -80,8 +80,7 @@ void usc_grpc_frame_header(uint8_t out[USC_GRPC_FRAME_HEADER_LEN],
 /* Parses a grpc-timeout value (1 to 8 ASCII digits and a unit among
  * H M S m u n) into nanoseconds, saturating at INT64_MAX.
  * Returns 0 or USC_ERR_INVALID. */
-int usc_grpc_timeout_parse(const char *value, size_t len,
-                           int64_t *timeout_ns);
+int usc_grpc_timeout_parse(const char *value, size_t len, int64_t *timeout_ns);
 
 /* Percent-encodes `len` bytes for grpc-message: bytes outside 0x20..0x7E
  * and '%' become %XX (upper-case hex). Writes at most `cap` bytes plus a
@@ -101,9 +100,9 @@ size_t usc_grpc_percent_decode(const char *in, size_t len, char *out,
  * base64-encodes it (standard alphabet, no padding) for
  * grpc-status-details-bin. Returns the encoded length, or 0 when `cap`
  * is too small; `out` is NUL-terminated. */
-size_t usc_grpc_status_details_bin(usc_grpc_status_t code,
-                                   const char *message, const char *reason,
-                                   const char *domain, char *out, size_t cap);
+size_t usc_grpc_status_details_bin(usc_grpc_status_t code, const char *message,
+                                   const char *reason, const char *domain,
+                                   char *out, size_t cap);
 
 /* Standard base64 without padding. Returns the length written or 0 when
  * `cap` (which must leave room for a NUL) is too small. */
