@@ -37,6 +37,8 @@ static bool fits(const arena_block_t *b, size_t size) {
 void *arena_alloc(arena_t *arena, size_t size) {
   if (size > SIZE_MAX - BLOCK_SIZE)
     return NULL;
+  /* Whole units, so that a large block sized to fit is not overrun. */
+  size = (size + ALIGN - 1) & ~(size_t)(ALIGN - 1);
   if (arena->first == NULL)
     arena->first = block_new(BLOCK_SIZE);
   if (fits(arena->first, size))

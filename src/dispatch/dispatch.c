@@ -541,7 +541,7 @@ static const method_t *find_method(const char *path, size_t len, char *error,
                                    size_t error_cap) {
   static const char prefix[] = "/" SERVICE "/";
   size_t plen = sizeof(prefix) - 1;
-  if (len > plen && memcmp(path, prefix, plen) == 0) {
+  if (len >= plen && memcmp(path, prefix, plen) == 0) {
     for (size_t i = 0; i < N_METHODS; i++) {
       if (strlen(methods[i].name) == len - plen &&
           memcmp(methods[i].name, path + plen, len - plen) == 0)
