@@ -9,8 +9,9 @@ BAZEL ?= bazel
 # Debian packages the build and the tests use.
 PACKAGES := bazel-bootstrap gcc g++ make libnghttp2-dev libuv1-dev \
 	libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev \
-	libcmocka-dev libcurl4-openssl-dev libjson-c-dev libgrpc++-dev protobuf-compiler-grpc python3-grpcio \
-	python3-protobuf python3-h2 nodejs npm valgrind clang-format
+	libcmocka-dev libcurl4-openssl-dev libjson-c-dev libgrpc++-dev \
+	protobuf-compiler-grpc python3-grpcio python3-protobuf python3-h2 \
+	valgrind clang-format
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NODE_DIR := tests/interop/node
@@ -31,6 +32,7 @@ deps:
 	@missing=$$(for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
 	done); \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing: $$missing"; \
 	  $(SUDO) apt-get update -qq && \

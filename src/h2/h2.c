@@ -249,7 +249,8 @@ static void arm_deadline_timer(usc_h2_server_t *s) {
 
 /* ---- connection output: gathered, one write per loop turn ---- */
 
-static void on_wake(uv_idle_t *idle) { uv_idle_stop(idle); }
+/* Only its being active matters: see mark_dirty. */
+static void on_wake(uv_idle_t *idle) { (void)idle; }
 
 static void mark_dirty(conn_t *c) {
   if (c->dirty || c->closing)
@@ -329,6 +330,7 @@ static void on_flush_check(uv_check_t *check) {
     c->dirty = false;
     conn_flush(c);
   }
+  uv_idle_stop(&s->waker);
 }
 
 /* ---- calls ---- */
@@ -419,7 +421,8 @@ static ssize_t read_response(nghttp2_session *session, int32_t stream_id,
   (void)user;
   size_t avail = call->out_len - call->out_off;
   size_t n = avail < length ? avail : length;
-  memcpy(buf, call->out + call->out_off, n);
+  if (n > 0)
+    memcpy(buf, call->out + call->out_off, n);
   call->out_off += n;
   if (call->out_off == call->out_len)
     call->out_off = call->out_len = 0;

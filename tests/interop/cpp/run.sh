@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Starts a uapi-sidecar, runs the C++ interop client against it, stops the
+# sidecar with SIGTERM and requires exit code 0.
+#
+# usage: tests/interop/cpp/run.sh [SIDECAR_BINARY] [test-substring...]
+# Env: USC_SIDECAR_BINARY (default bazel-bin/src/uapi-sidecar),
+#      USC_SIDECAR_WRAPPER (put in front of the sidecar, e.g. valgrind),
+#      USC_CPP_CLIENT (a prebuilt interop_client; else it is built with
+#      bazel). Ends with "N passed, N failed".
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../../.." && pwd)
+
+bin=${1:-${USC_SIDECAR_BINARY:-$repo/bazel-bin/src/uapi-sidecar}}
+[ $# -gt 0 ] && shift
+read -r -a wrapper <<<"${USC_SIDECAR_WRAPPER:-}"
+if [ ${#wrapper[@]} -gt 0 ]; then startup=30 stop_wait=60; else startup=10 stop_wait=15; fi
+
+passed=0 failed=0
+finish() {
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+  exit
+}
+fail() {
+  echo "FAIL  $1"
+  shift
+  [ $# -gt 0 ] && printf '    %s\n' "$@"
+  failed=$((failed + 1))
+}
+
+client=${USC_CPP_CLIENT:-}
+if [ -z "$client" ]; then
+  if ! (cd "$repo" && bazel build //tests/interop/cpp:interop_client >/tmp/usc-cpp-build.$$ 2>&1); then
+    fail "build interop_client" "$(tail -20 /tmp/usc-cpp-build.$$)"
+    rm -f /tmp/usc-cpp-build.$$
+    finish
+  fi
+  rm -f /tmp/usc-cpp-build.$$
+  client=$repo/bazel-bin/tests/interop/cpp/interop_client
+fi
+
+# Running and not a zombie.
+alive() {
+  local state
+  state=$(sed -E 's/^[0-9]+ \(.*\) (.).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
+log=$(mktemp /tmp/usc-cpp-sidecar.XXXXXX)
+pid=
+cleanup() {
+  if [ -n "$pid" ] && alive "$pid"; then kill -KILL "$pid" 2>/dev/null; fi
+  rm -f "$log"
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
+
+"${wrapper[@]}" "$bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+  </dev/null >/dev/null 2>"$log" &
+pid=$!
+
+address=
+deadline=$((SECONDS + startup))
+while [ $SECONDS -lt $deadline ]; do
+  address=$(grep -oE 'listening\b.*address=[0-9A-Za-z.:]+' "$log" | head -1 | sed 's/.*address=//')
+  [ -n "$address" ] && break
+  alive "$pid" || break
+  sleep 0.05
+done
+if [ -z "$address" ]; then
+  fail "start sidecar" "no listening line within ${startup}s" "$(tail -20 "$log")"
+  finish
+fi
+
+out=$(mktemp /tmp/usc-cpp-out.XXXXXX)
+timeout --kill-after=10 $((300 * (${#wrapper[@]} > 0 ? 4 : 1))) \
+  "$client" "$address" "$@" | tee "$out"
+rc=${PIPESTATUS[0]}
+# Fold the client's count line into this script's own.
+read -r cp cf < <(sed -nE 's/^([0-9]+) passed, ([0-9]+) failed$/\1 \2/p' "$out" | tail -1)
+rm -f "$out"
+if [ -z "${cp:-}" ]; then
+  fail "interop_client" "exited with $rc without a count line"
+else
+  passed=$((passed + cp)) failed=$((failed + cf))
+  [ $rc -ne 0 ] && [ "$cf" -eq 0 ] && fail "interop_client" "exited with $rc"
+fi
+
+# SIGTERM: exit code 0 (under valgrind, its error exit code means leaks).
+kill -TERM "$pid"
+(
+  sleep "$stop_wait" &
+  nap=$!
+  trap 'kill $nap 2>/dev/null; exit 0' TERM
+  wait $nap
+  kill -KILL "$pid" 2>/dev/null
+) &
+watchdog=$!
+wait "$pid"
+code=$?
+kill "$watchdog" 2>/dev/null
+wait "$watchdog" 2>/dev/null
+if [ $code -eq 0 ]; then
+  echo "PASS  sidecar exits 0 on SIGTERM"
+  passed=$((passed + 1))
+else
+  fail "sidecar exits 0 on SIGTERM" \
+    "exit code $code (137: still running ${stop_wait}s after SIGTERM)" \
+    "$(tail -40 "$log")"
+fi
+pid=
+finish
