@@ -1,5 +1,7 @@
 #include "src/log/log.h"
 
+#include "src/grpc/grpc.h"
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <string.h>
@@ -333,35 +335,9 @@ void usc_log(usc_log_level_t level, const char *msg, const char *fmt, ...) {
   finish(&line);
 }
 
-static const char *grpc_code_name(int code) {
-  static const char *const names[] = {
-      "OK",
-      "CANCELLED",
-      "UNKNOWN",
-      "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED",
-      "NOT_FOUND",
-      "ALREADY_EXISTS",
-      "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED",
-      "FAILED_PRECONDITION",
-      "ABORTED",
-      "OUT_OF_RANGE",
-      "UNIMPLEMENTED",
-      "INTERNAL",
-      "UNAVAILABLE",
-      "DATA_LOSS",
-      "UNAUTHENTICATED",
-  };
-  /* gRPC reads a code it does not know as UNKNOWN. */
-  if (code < 0 || (size_t)code >= sizeof names / sizeof names[0])
-    return "UNKNOWN";
-  return names[code];
-}
-
 void usc_log_rpc(const usc_log_rpc_t *rpc) {
   line_t line;
-  const char *code = grpc_code_name(rpc->grpc_code);
+  const char *code = usc_grpc_status_name((usc_grpc_status_t)rpc->grpc_code);
   int64_t us = rpc->duration_ns > 0 ? rpc->duration_ns / 1000 : 0;
 
   if (USC_LOG_INFO < sink.level)

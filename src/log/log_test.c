@@ -217,37 +217,6 @@ static void test_rpc_json_without_peer_and_request_id(void **state) {
               "\"duration_ms\":1234567.890,\"backend\":\"uapi\"}\n");
 }
 
-static void test_rpc_code_names(void **state) {
-  (void)state;
-  const char *names[] = {
-      "OK",
-      "CANCELLED",
-      "UNKNOWN",
-      "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED",
-      "NOT_FOUND",
-      "ALREADY_EXISTS",
-      "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED",
-      "FAILED_PRECONDITION",
-      "ABORTED",
-      "OUT_OF_RANGE",
-      "UNIMPLEMENTED",
-      "INTERNAL",
-      "UNAVAILABLE",
-      "DATA_LOSS",
-      "UNAUTHENTICATED",
-  };
-  use(USC_LOG_TEXT, USC_LOG_INFO);
-  for (int code = 0; code < 17; code++) {
-    usc_log_rpc_t rpc = {"/p.S/M", code, 0, "native", NULL, NULL};
-    char expected[64];
-    usc_log_rpc(&rpc);
-    snprintf(expected, sizeof expected, " code=%s(%d) ", names[code], code);
-    assert_non_null(strstr(captured.buf, expected));
-  }
-}
-
 static void test_rpc_odd_code_and_duration(void **state) {
   (void)state;
   usc_log_rpc_t rpc = {"/p.S/M", 42, -5000, "native", NULL, NULL};
@@ -422,7 +391,6 @@ int main(void) {
       TEST(test_rpc_text_without_peer_and_request_id),
       TEST(test_rpc_json),
       TEST(test_rpc_json_without_peer_and_request_id),
-      TEST(test_rpc_code_names),
       TEST(test_rpc_odd_code_and_duration),
       TEST(test_json_escaping),
       TEST(test_json_utf8),
