@@ -6,87 +6,13 @@
 #include "src/base/base.h"
 #include "src/dispatch/arena.h"
 #include "src/dispatch/convert.h"
+#include "src/dispatch/methods.h"
+#include "src/dispatch/native.h"
 #include "src/log/log.h"
 #include "uapi/phonecalls/v1/phonecalls.pb-c.h"
 
-#define SERVICE "uapi.phonecalls.v1.PhoneCallService"
 #define ERROR_DOMAIN "uapi.voipnow.com"
 #define MAX_REQUEST_KEEP (64 * 1024)
-
-typedef enum {
-  KIND_LIST,
-  KIND_GET,
-  KIND_CREATE,
-  KIND_HANGUP,
-  KIND_ACTION,
-  KIND_WATCH,
-} kind_t;
-
-/* Request fields read by name, so the twelve action messages share one
- * handler. Offsets are looked up once per dispatcher. */
-typedef enum {
-  F_USER_ID,
-  F_EXTENSION,
-  F_PHONE_CALL_ID,
-  F_VIEW_ID,
-  F_SEND_CALL_TO,
-  F_CALLER_ID,
-  F_FORMAT,
-  F_TRANSFER_FROM,
-  F_TRANSFER_NUMBER,
-  F_MAX_IN_PARKING,
-  F_WAIT_FOR_PICKUP,
-  F_PRIVATE,
-  F_COUNT,
-} field_t;
-
-static const char *const field_names[F_COUNT] = {
-    "user_id",         "extension",
-    "phone_call_id",   "phone_call_view_id",
-    "send_call_to",    "caller_id",
-    "format",          "transfer_from_number",
-    "transfer_number", "max_in_parking",
-    "wait_for_pickup", "private",
-};
-
-typedef struct {
-  const char *name;
-  kind_t kind;
-  int sub; /* usc_state_create_kind_t or usc_state_action_kind_t */
-  const ProtobufCMessageDescriptor *request;
-} method_t;
-
-#define PB(name) &uapi__phonecalls__v1__##name##__descriptor
-
-static const method_t methods[] = {
-    {"ListPhoneCalls", KIND_LIST, 0, PB(list_phone_calls_request)},
-    {"GetPhoneCall", KIND_GET, 0, PB(get_phone_call_request)},
-    {"CreateSimplePhoneCall", KIND_CREATE, USC_STATE_CREATE_SIMPLE,
-     PB(create_phone_call_request)},
-    {"CreateCallbackPhoneCall", KIND_CREATE, USC_STATE_CREATE_CALLBACK,
-     PB(create_phone_call_request)},
-    {"CreateConferenceInvitePhoneCall", KIND_CREATE,
-     USC_STATE_CREATE_CONFERENCE_INVITE, PB(create_phone_call_request)},
-    {"HangupPhoneCalls", KIND_HANGUP, 0, PB(hangup_phone_calls_request)},
-    {"OnHold", KIND_ACTION, USC_STATE_ON_HOLD, PB(on_hold_request)},
-    {"OffHold", KIND_ACTION, USC_STATE_OFF_HOLD, PB(off_hold_request)},
-    {"StartRecording", KIND_ACTION, USC_STATE_START_RECORDING,
-     PB(start_recording_request)},
-    {"StopRecording", KIND_ACTION, USC_STATE_STOP_RECORDING,
-     PB(stop_recording_request)},
-    {"Park", KIND_ACTION, USC_STATE_PARK, PB(park_request)},
-    {"UnPark", KIND_ACTION, USC_STATE_UNPARK, PB(un_park_request)},
-    {"PickUp", KIND_ACTION, USC_STATE_PICK_UP, PB(pick_up_request)},
-    {"BargeIn", KIND_ACTION, USC_STATE_BARGE_IN, PB(barge_in_request)},
-    {"Whisper", KIND_ACTION, USC_STATE_WHISPER, PB(whisper_request)},
-    {"Monitor", KIND_ACTION, USC_STATE_MONITOR, PB(monitor_request)},
-    {"Transfer", KIND_ACTION, USC_STATE_TRANSFER, PB(transfer_request)},
-    {"TransferToVoicemail", KIND_ACTION, USC_STATE_TRANSFER_TO_VOICEMAIL,
-     PB(transfer_to_voicemail_request)},
-    {"WatchPhoneCalls", KIND_WATCH, 0, PB(watch_phone_calls_request)},
-};
-
-#define N_METHODS USC_ARRAY_LEN(methods)
 
 typedef struct rpc rpc_t;
 
@@ -113,62 +39,11 @@ struct usc_dispatch {
   arena_t event_arena;
   rpc_t *watches;
   rpc_t *free_rpcs;
-  int32_t offsets[N_METHODS][F_COUNT]; /* -1: the method has no such field */
+  fields_t fields;
+  native_t native;
   void (*on_closed)(void *);
   void *closed_user;
 };
-
-/* ---- request fields by name ---- */
-
-static void compute_offsets(usc_dispatch_t *d) {
-  for (size_t m = 0; m < N_METHODS; m++) {
-    for (size_t f = 0; f < F_COUNT; f++) {
-      const ProtobufCFieldDescriptor *fd =
-          protobuf_c_message_descriptor_get_field_by_name(methods[m].request,
-                                                          field_names[f]);
-      d->offsets[m][f] = fd != NULL ? (int32_t)fd->offset : -1;
-    }
-  }
-}
-
-static const void *field_ptr(const rpc_t *rpc, const void *msg, field_t f) {
-  int32_t off = rpc->dispatch->offsets[rpc->method - methods][f];
-  return off < 0 ? NULL : (const char *)msg + off;
-}
-
-static const char *field_str(const rpc_t *rpc, const void *msg, field_t f) {
-  const void *p = field_ptr(rpc, msg, f);
-  return p != NULL ? *(char *const *)p : "";
-}
-
-static bool field_int32(const rpc_t *rpc, const void *msg, field_t f,
-                        int32_t *value) {
-  const void *p = field_ptr(rpc, msg, f);
-  const Google__Protobuf__Int32Value *v =
-      p != NULL ? *(Google__Protobuf__Int32Value *const *)p : NULL;
-  if (v != NULL)
-    *value = v->value;
-  return v != NULL;
-}
-
-static bool field_bool(const rpc_t *rpc, const void *msg, field_t f,
-                       bool *value) {
-  const void *p = field_ptr(rpc, msg, f);
-  const Google__Protobuf__BoolValue *v =
-      p != NULL ? *(Google__Protobuf__BoolValue *const *)p : NULL;
-  if (v != NULL)
-    *value = v->value;
-  return v != NULL;
-}
-
-static usc_state_address_t address_of(const rpc_t *rpc, const void *msg) {
-  return (usc_state_address_t){
-      .identity = NULL,
-      .user_id = field_str(rpc, msg, F_USER_ID),
-      .extension = field_str(rpc, msg, F_EXTENSION),
-      .phone_call_id = field_str(rpc, msg, F_PHONE_CALL_ID),
-  };
-}
 
 /* ---- answering ---- */
 
@@ -240,6 +115,13 @@ static void rpc_reply(rpc_t *rpc, const ProtobufCMessage *message) {
   rpc_finish(rpc, USC_GRPC_OK, NULL, NULL);
 }
 
+static void rpc_conclude(rpc_t *rpc, const outcome_t *out) {
+  if (out->status != USC_GRPC_OK)
+    rpc_finish(rpc, out->status, out->uapi_code, out->message);
+  else
+    rpc_reply(rpc, out->response);
+}
+
 /* ---- the engine's timers ---- */
 
 static int64_t now_ns(const usc_dispatch_t *d) {
@@ -264,165 +146,9 @@ static void on_advance_timer(uv_timer_t *timer) {
   arm_advance(d, usc_state_advance(d->config.state, now_ns(d)));
 }
 
-/* ---- handlers ---- */
+static int64_t native_clock(void *user) { return now_ns(user); }
 
-static void handle_get(rpc_t *rpc, const void *msg) {
-  usc_dispatch_t *d = rpc->dispatch;
-  usc_state_address_t addr = address_of(rpc, msg);
-  const usc_state_call_t *call;
-  usc_state_err_t err;
-  if (usc_state_get(d->config.state, &addr, now_ns(d), &call, &err) != 0) {
-    rpc_fail_state(rpc, &err);
-    return;
-  }
-  rpc_reply(rpc, (ProtobufCMessage *)convert_call(&d->arena, call,
-                                                  USC_STATE_FIELD_ALL));
-}
-
-static void handle_list(rpc_t *rpc, const void *msg) {
-  usc_dispatch_t *d = rpc->dispatch;
-  const Uapi__Phonecalls__V1__ListPhoneCallsRequest *req = msg;
-  usc_state_list_t list = {
-      .address = address_of(rpc, msg),
-      .has_count = req->count != NULL,
-      .count = req->count != NULL ? req->count->value : 0,
-      .has_start_index = req->start_index != NULL,
-      .start_index = req->start_index != NULL ? req->start_index->value : 0,
-      .filter_by = req->filter_by,
-      .filter_op = req->filter_op,
-      .filter_value = req->filter_value,
-      .sort_order = req->sort_order,
-      .fields = (const char *const *)req->fields,
-      .n_fields = req->n_fields,
-  };
-  usc_state_page_t page;
-  usc_state_err_t err;
-  if (usc_state_list(d->config.state, &list, now_ns(d), &page, &err) != 0) {
-    rpc_fail_state(rpc, &err);
-    return;
-  }
-  Uapi__Phonecalls__V1__ListPhoneCallsResponse *out =
-      arena_alloc(&d->arena, sizeof(*out));
-  Uapi__Phonecalls__V1__PhoneCall **calls =
-      arena_alloc(&d->arena, page.n_calls * sizeof(*calls) + 1);
-  bool ok = out != NULL && calls != NULL;
-  for (size_t i = 0; ok && i < page.n_calls; i++) {
-    calls[i] = convert_call(&d->arena, page.calls[i], page.field_mask);
-    ok = calls[i] != NULL;
-  }
-  if (ok) {
-    uapi__phonecalls__v1__list_phone_calls_response__init(out);
-    out->n_phone_calls = page.n_calls;
-    out->phone_calls = calls;
-    out->total_results = page.total_results;
-    out->items_per_page = page.items_per_page;
-    out->start_index = page.start_index;
-  }
-  usc_state_page_free(&page);
-  rpc_reply(rpc, ok ? (ProtobufCMessage *)out : NULL);
-}
-
-static void handle_create(rpc_t *rpc, const void *msg) {
-  usc_dispatch_t *d = rpc->dispatch;
-  const Uapi__Phonecalls__V1__CreatePhoneCallRequest *req = msg;
-  usc_state_create_t create = {
-      .kind = (usc_state_create_kind_t)rpc->method->sub,
-      .address = address_of(rpc, msg),
-      .source = (const char *const *)req->source,
-      .n_source = req->n_source,
-      .destination = (const char *const *)req->destination,
-      .n_destination = req->n_destination,
-      .caller_id = req->caller_id,
-      .caller_destination = req->caller_destination,
-      .nonce = req->nonce,
-  };
-  const usc_state_call_t *call;
-  usc_state_err_t err;
-  int64_t now = now_ns(d);
-  if (usc_state_create(d->config.state, &create, now, &call, &err) != 0) {
-    rpc_fail_state(rpc, &err);
-    return;
-  }
-  if (call->answered == 0)
-    arm_advance(d, now + d->config.ring_ns);
-  Uapi__Phonecalls__V1__CreatePhoneCallResponse *out =
-      arena_alloc(&d->arena, sizeof(*out));
-  Uapi__Phonecalls__V1__PhoneCall **calls =
-      arena_alloc(&d->arena, sizeof(*calls));
-  bool ok = out != NULL && calls != NULL;
-  if (ok) {
-    uapi__phonecalls__v1__create_phone_call_response__init(out);
-    calls[0] = convert_call(&d->arena, call, USC_STATE_FIELD_ALL);
-    out->n_phone_calls = 1;
-    out->phone_calls = calls;
-    ok = calls[0] != NULL;
-  }
-  rpc_reply(rpc, ok ? (ProtobufCMessage *)out : NULL);
-}
-
-static void handle_hangup(rpc_t *rpc, const void *msg) {
-  usc_dispatch_t *d = rpc->dispatch;
-  const Uapi__Phonecalls__V1__HangupPhoneCallsRequest *req = msg;
-  usc_state_hangup_t hangup = {
-      .address = address_of(rpc, msg),
-      .phone_number = req->phone_number,
-  };
-  char **ids;
-  size_t n_ids;
-  usc_state_err_t err;
-  if (usc_state_hangup(d->config.state, &hangup, now_ns(d), &ids, &n_ids,
-                       &err) != 0) {
-    rpc_fail_state(rpc, &err);
-    return;
-  }
-  Uapi__Phonecalls__V1__HangupPhoneCallsResponse out =
-      UAPI__PHONECALLS__V1__HANGUP_PHONE_CALLS_RESPONSE__INIT;
-  out.n_phone_call_ids = n_ids;
-  out.phone_call_ids = ids;
-  rpc_reply(rpc, (ProtobufCMessage *)&out);
-  usc_state_ids_free(ids, n_ids);
-}
-
-static usc_state_action_t action_of(const rpc_t *rpc, const void *msg) {
-  usc_state_action_t act = {
-      .kind = (usc_state_action_kind_t)rpc->method->sub,
-      .address = address_of(rpc, msg),
-      .phone_call_view_id = field_str(rpc, msg, F_VIEW_ID),
-      .send_call_to = field_str(rpc, msg, F_SEND_CALL_TO),
-      .caller_id = field_str(rpc, msg, F_CALLER_ID),
-      .format = field_str(rpc, msg, F_FORMAT),
-      .transfer_from_number = field_str(rpc, msg, F_TRANSFER_FROM),
-      .transfer_number = field_str(rpc, msg, F_TRANSFER_NUMBER),
-  };
-  act.has_max_in_parking =
-      field_int32(rpc, msg, F_MAX_IN_PARKING, &act.max_in_parking);
-  act.has_wait_for_pickup =
-      field_int32(rpc, msg, F_WAIT_FOR_PICKUP, &act.wait_for_pickup);
-  act.has_private = field_bool(rpc, msg, F_PRIVATE, &act.private_);
-  return act;
-}
-
-#define DEFAULT_PARKING_S 180
-#define NS_PER_S 1000000000LL
-
-static void handle_action(rpc_t *rpc, const void *msg) {
-  usc_dispatch_t *d = rpc->dispatch;
-  usc_state_action_t act = action_of(rpc, msg);
-  const usc_state_call_t *call;
-  usc_state_err_t err;
-  int64_t now = now_ns(d);
-  if (usc_state_act(d->config.state, &act, now, &call, &err) != 0) {
-    rpc_fail_state(rpc, &err);
-    return;
-  }
-  if (act.kind == USC_STATE_PARK) {
-    int64_t seconds =
-        act.has_max_in_parking ? act.max_in_parking : DEFAULT_PARKING_S;
-    arm_advance(d, now + seconds * NS_PER_S);
-  }
-  rpc_reply(rpc, (ProtobufCMessage *)convert_call(&d->arena, call,
-                                                  USC_STATE_FIELD_ALL));
-}
+static void native_wake_at(void *user, int64_t due) { arm_advance(user, due); }
 
 /* ---- WatchPhoneCalls ---- */
 
@@ -476,7 +202,7 @@ static void on_event(void *user, usc_state_event_type_t type,
 
 static void handle_watch(rpc_t *rpc, const void *msg) {
   usc_dispatch_t *d = rpc->dispatch;
-  usc_state_address_t addr = address_of(rpc, msg);
+  usc_state_address_t addr = address_of(&d->fields, rpc->method, msg, NULL);
   usc_state_err_t err;
   if (usc_state_watch(d->config.state, &addr, on_event, rpc, &rpc->watch,
                       &err) != 0) {
@@ -514,42 +240,26 @@ static void run(rpc_t *rpc) {
                "valid message of the method's type");
     return;
   }
-  switch (rpc->method->kind) {
-  case KIND_LIST:
-    handle_list(rpc, msg);
-    break;
-  case KIND_GET:
-    handle_get(rpc, msg);
-    break;
-  case KIND_CREATE:
-    handle_create(rpc, msg);
-    break;
-  case KIND_HANGUP:
-    handle_hangup(rpc, msg);
-    break;
-  case KIND_ACTION:
-    handle_action(rpc, msg);
-    break;
-  case KIND_WATCH:
+  if (rpc->method->kind == KIND_WATCH) {
     handle_watch(rpc, msg);
-    break;
+  } else {
+    outcome_t out;
+    native_serve(&d->native, rpc->method, msg, NULL, &d->arena, &out);
+    rpc_conclude(rpc, &out);
   }
   arena_reset(&d->arena);
 }
 
 static const method_t *find_method(const char *path, size_t len, char *error,
                                    size_t error_cap) {
-  static const char prefix[] = "/" SERVICE "/";
+  static const char prefix[] = "/" SERVICE_NAME "/";
   size_t plen = sizeof(prefix) - 1;
   if (len >= plen && memcmp(path, prefix, plen) == 0) {
-    for (size_t i = 0; i < N_METHODS; i++) {
-      if (strlen(methods[i].name) == len - plen &&
-          memcmp(methods[i].name, path + plen, len - plen) == 0)
-        return &methods[i];
-    }
-    snprintf(error, error_cap, "unknown method %.*s for service %s",
-             (int)(len - plen), path + plen, SERVICE);
-    return NULL;
+    const method_t *m = method_named(path + plen, len - plen);
+    if (m == NULL)
+      snprintf(error, error_cap, "unknown method %.*s for service %s",
+               (int)(len - plen), path + plen, SERVICE_NAME);
+    return m;
   }
   const char *slash = len > 1 ? memchr(path + 1, '/', len - 1) : NULL;
   if (path[0] != '/' || slash == NULL)
@@ -663,7 +373,15 @@ int usc_dispatch_new(const usc_dispatch_config_t *config,
   d->config = *config;
   arena_init(&d->arena);
   arena_init(&d->event_arena);
-  compute_offsets(d);
+  fields_init(&d->fields);
+  d->native = (native_t){
+      .state = config->state,
+      .fields = &d->fields,
+      .ring_ns = config->ring_ns,
+      .clock = native_clock,
+      .wake_at = native_wake_at,
+      .user = d,
+  };
   uv_timer_init(config->loop, &d->advance_timer);
   d->advance_timer.data = d;
   uv_unref((uv_handle_t *)&d->advance_timer);
