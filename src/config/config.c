@@ -23,6 +23,19 @@ enum {
   F_RING_DELAY,
   F_SHUTDOWN_GRACE,
   F_MAX_CONCURRENT_STREAMS,
+  F_UPSTREAM_TIMEOUT,
+  F_UPSTREAM_MAX_BODY,
+  F_UPSTREAM_MAX_REQUESTS,
+  F_UAPI_CA_FILE,
+  F_UAPI_TOKEN_FILE,
+  F_OAUTH_TOKEN_URL,
+  F_OAUTH_CLIENT_ID,
+  F_OAUTH_CLIENT_SECRET_FILE,
+  F_STATUS_MAP_FILE,
+  F_BREAKER_FAILURES,
+  F_BREAKER_OPEN_MS,
+  F_WATCH_POLL_INTERVAL,
+  F_REST_LISTEN,
   F_COUNT,
 };
 
@@ -195,8 +208,8 @@ static bool apply_backend(const char *value, usc_config_t *config, char *why,
   return true;
 }
 
-static bool apply_uapi_url(const char *value, usc_config_t *config, char *why,
-                           size_t why_cap) {
+static bool check_url(const char *value, size_t cap, char *why,
+                      size_t why_cap) {
   size_t len = strlen(value);
   size_t scheme;
   if (strncasecmp(value, "http://", 7) == 0)
@@ -207,9 +220,8 @@ static bool apply_uapi_url(const char *value, usc_config_t *config, char *why,
     set_why(why, why_cap, "does not start with http:// or https://");
     return false;
   }
-  if (len >= sizeof config->uapi_url) {
-    set_why(why, why_cap, "is longer than %zu bytes",
-            sizeof config->uapi_url - 1);
+  if (len >= cap) {
+    set_why(why, why_cap, "is longer than %zu bytes", cap - 1);
     return false;
   }
   if (value[scheme] == '\0' || value[scheme] == '/') {
@@ -223,9 +235,49 @@ static bool apply_uapi_url(const char *value, usc_config_t *config, char *why,
       return false;
     }
   }
-  memcpy(config->uapi_url, value, len + 1);
   return true;
 }
+
+static bool apply_uapi_url(const char *value, usc_config_t *config, char *why,
+                           size_t why_cap) {
+  if (!check_url(value, sizeof config->uapi_url, why, why_cap))
+    return false;
+  strcpy(config->uapi_url, value);
+  return true;
+}
+
+static bool apply_oauth_token_url(const char *value, usc_config_t *config,
+                                  char *why, size_t why_cap) {
+  if (!check_url(value, sizeof config->oauth_token_url, why, why_cap))
+    return false;
+  strcpy(config->oauth_token_url, value);
+  return true;
+}
+
+/* A string flag stored as given; only its length is checked. */
+static bool copy_text(const char *value, char *out, size_t cap, char *why,
+                      size_t why_cap) {
+  size_t len = strlen(value);
+  if (len >= cap) {
+    set_why(why, why_cap, "is longer than %zu bytes", cap - 1);
+    return false;
+  }
+  memcpy(out, value, len + 1);
+  return true;
+}
+
+#define TEXT_FLAG(fn, field)                                                   \
+  static bool fn(const char *value, usc_config_t *config, char *why,           \
+                 size_t why_cap) {                                             \
+    return copy_text(value, config->field, sizeof config->field, why,          \
+                     why_cap);                                                 \
+  }
+
+TEXT_FLAG(apply_uapi_ca_file, uapi_ca_file)
+TEXT_FLAG(apply_uapi_token_file, uapi_token_file)
+TEXT_FLAG(apply_oauth_client_id, oauth_client_id)
+TEXT_FLAG(apply_oauth_client_secret_file, oauth_client_secret_file)
+TEXT_FLAG(apply_status_map_file, status_map_file)
 
 static bool apply_log_format(const char *value, usc_config_t *config, char *why,
                              size_t why_cap) {
@@ -307,6 +359,62 @@ static bool apply_shutdown_grace(const char *value, usc_config_t *config,
   return apply_ms(value, &config->shutdown_grace_ns, why, why_cap);
 }
 
+static bool apply_upstream_timeout(const char *value, usc_config_t *config,
+                                   char *why, size_t why_cap) {
+  uint64_t v;
+  if (!parse_uint(value, 1, MS_MAX, &v, why, why_cap))
+    return false;
+  config->upstream_timeout_ns = (int64_t)v * 1000000;
+  return true;
+}
+
+static bool apply_upstream_max_body(const char *value, usc_config_t *config,
+                                    char *why, size_t why_cap) {
+  uint64_t v;
+  if (!parse_uint(value, 1, INT31_MAX, &v, why, why_cap))
+    return false;
+  config->upstream_max_body = (size_t)v;
+  return true;
+}
+
+static bool apply_upstream_max_requests(const char *value, usc_config_t *config,
+                                        char *why, size_t why_cap) {
+  uint64_t v;
+  if (!parse_uint(value, 1, 65536, &v, why, why_cap))
+    return false;
+  config->upstream_max_requests = (uint32_t)v;
+  return true;
+}
+
+static bool apply_breaker_failures(const char *value, usc_config_t *config,
+                                   char *why, size_t why_cap) {
+  uint64_t v;
+  if (!parse_uint(value, 1, 1000000, &v, why, why_cap))
+    return false;
+  config->breaker_failures = (uint32_t)v;
+  return true;
+}
+
+static bool apply_breaker_open_ms(const char *value, usc_config_t *config,
+                                  char *why, size_t why_cap) {
+  return apply_ms(value, &config->breaker_open_ns, why, why_cap);
+}
+
+static bool apply_watch_poll_interval(const char *value, usc_config_t *config,
+                                      char *why, size_t why_cap) {
+  uint64_t v;
+  if (!parse_uint(value, 10, MS_MAX, &v, why, why_cap))
+    return false;
+  config->watch_poll_ns = (int64_t)v * 1000000;
+  return true;
+}
+
+static bool apply_rest_listen(const char *value, usc_config_t *config,
+                              char *why, size_t why_cap) {
+  return parse_address(value, config->rest_host, sizeof config->rest_host,
+                       &config->rest_port, why, why_cap);
+}
+
 static bool apply_max_concurrent_streams(const char *value,
                                          usc_config_t *config, char *why,
                                          size_t why_cap) {
@@ -331,6 +439,22 @@ static const flag_t flags[F_COUNT] = {
     [F_SHUTDOWN_GRACE] = {"shutdown-grace", apply_shutdown_grace},
     [F_MAX_CONCURRENT_STREAMS] = {"max-concurrent-streams",
                                   apply_max_concurrent_streams},
+    [F_UPSTREAM_TIMEOUT] = {"upstream-timeout", apply_upstream_timeout},
+    [F_UPSTREAM_MAX_BODY] = {"upstream-max-body", apply_upstream_max_body},
+    [F_UPSTREAM_MAX_REQUESTS] = {"upstream-max-requests",
+                                 apply_upstream_max_requests},
+    [F_UAPI_CA_FILE] = {"uapi-ca-file", apply_uapi_ca_file},
+    [F_UAPI_TOKEN_FILE] = {"uapi-token-file", apply_uapi_token_file},
+    [F_OAUTH_TOKEN_URL] = {"oauth-token-url", apply_oauth_token_url},
+    [F_OAUTH_CLIENT_ID] = {"oauth-client-id", apply_oauth_client_id},
+    [F_OAUTH_CLIENT_SECRET_FILE] = {"oauth-client-secret-file",
+                                    apply_oauth_client_secret_file},
+    [F_STATUS_MAP_FILE] = {"status-map-file", apply_status_map_file},
+    [F_BREAKER_FAILURES] = {"breaker-failures", apply_breaker_failures},
+    [F_BREAKER_OPEN_MS] = {"breaker-open-ms", apply_breaker_open_ms},
+    [F_WATCH_POLL_INTERVAL] = {"watch-poll-interval",
+                               apply_watch_poll_interval},
+    [F_REST_LISTEN] = {"rest-listen", apply_rest_listen},
 };
 
 static void set_defaults(usc_config_t *config) {
@@ -347,6 +471,13 @@ static void set_defaults(usc_config_t *config) {
   config->ring_ns = 0;
   config->shutdown_grace_ns = 10000 * (int64_t)1000000;
   config->max_concurrent_streams = 1000;
+  config->upstream_timeout_ns = 10000 * (int64_t)1000000;
+  config->upstream_max_body = 1024 * 1024;
+  config->upstream_max_requests = 256;
+  config->breaker_failures = 5;
+  config->breaker_open_ns = 5000 * (int64_t)1000000;
+  config->watch_poll_ns = 1000 * (int64_t)1000000;
+  config->rest_port = -1;
 }
 
 static void fail(char *error, size_t error_cap, const char *fmt, ...)
@@ -519,6 +650,20 @@ static usc_config_result_t check_combined(const setting_t settings[F_COUNT],
     fail(error, error_cap, "%s: '%s' needs --uapi-url", backend->origin, shown);
     return USC_CONFIG_ERROR;
   }
+  if (config->oauth_token_url[0] != '\0' &&
+      (config->oauth_client_id[0] == '\0' ||
+       config->oauth_client_secret_file[0] == '\0')) {
+    fail(error, error_cap,
+         "--oauth-token-url needs --oauth-client-id and "
+         "--oauth-client-secret-file");
+    return USC_CONFIG_ERROR;
+  }
+  if (config->oauth_token_url[0] != '\0' && config->uapi_token_file[0]) {
+    fail(error, error_cap,
+         "--uapi-token-file and --oauth-token-url are two kinds of upstream "
+         "credentials: give one");
+    return USC_CONFIG_ERROR;
+  }
   /* Port 0 picks a fresh port for each, so only fixed ports can clash. */
   if (config->admin_port != 0 && config->admin_port == config->listen_port &&
       strcmp(config->admin_host, config->listen_host) == 0) {
@@ -600,6 +745,44 @@ const char *usc_config_usage(void) {
          "  --max-concurrent-streams N\n"
          "      HTTP/2 streams per connection, 1..2147483647\n"
          "      env UAPI_SIDECAR_MAX_CONCURRENT_STREAMS, default 1000\n"
+         "  --upstream-timeout MS\n"
+         "      upstream deadline of an RPC without grpc-timeout\n"
+         "      env UAPI_SIDECAR_UPSTREAM_TIMEOUT, default 10000\n"
+         "  --upstream-max-body BYTES\n"
+         "      largest upstream answer read\n"
+         "      env UAPI_SIDECAR_UPSTREAM_MAX_BODY, default 1048576\n"
+         "  --upstream-max-requests N\n"
+         "      upstream requests in flight at once, 1..65536\n"
+         "      env UAPI_SIDECAR_UPSTREAM_MAX_REQUESTS, default 256\n"
+         "  --uapi-ca-file PATH\n"
+         "      PEM CA certificates trusted for the upstream, besides\n"
+         "      the system store\n"
+         "      env UAPI_SIDECAR_UAPI_CA_FILE, default none\n"
+         "  --uapi-token-file PATH\n"
+         "      the sidecar's own upstream bearer token, re-read when the\n"
+         "      file changes; without it the client's authorization\n"
+         "      metadata is forwarded\n"
+         "      env UAPI_SIDECAR_UAPI_TOKEN_FILE, default none\n"
+         "  --oauth-token-url URL, --oauth-client-id ID,\n"
+         "  --oauth-client-secret-file PATH\n"
+         "      OAuth 2 client credentials for the upstream instead\n"
+         "      env UAPI_SIDECAR_OAUTH_TOKEN_URL, ..._OAUTH_CLIENT_ID,\n"
+         "      ..._OAUTH_CLIENT_SECRET_FILE, default none\n"
+         "  --status-map-file PATH\n"
+         "      rules mapping upstream HTTP statuses (and UAPI codes)\n"
+         "      to gRPC statuses, over the defaults\n"
+         "      env UAPI_SIDECAR_STATUS_MAP_FILE, default none\n"
+         "  --breaker-failures N, --breaker-open-ms MS\n"
+         "      auto backend: consecutive upstream failures that open\n"
+         "      the circuit, and how long it stays open before a probe\n"
+         "      env UAPI_SIDECAR_BREAKER_FAILURES, default 5;\n"
+         "      env UAPI_SIDECAR_BREAKER_OPEN_MS, default 5000\n"
+         "  --watch-poll-interval MS\n"
+         "      how often WatchPhoneCalls polls the upstream, 10..3600000\n"
+         "      env UAPI_SIDECAR_WATCH_POLL_INTERVAL, default 1000\n"
+         "  --rest-listen HOST:PORT\n"
+         "      also serve the native engine as UAPI REST (HTTP/1.1)\n"
+         "      env UAPI_SIDECAR_REST_LISTEN, default off\n"
          "  -h, --help\n"
          "      print this help and exit\n"
          "  --version\n"

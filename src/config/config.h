@@ -39,6 +39,22 @@ typedef struct {
   int64_t ring_ns;                 /* --ring-delay ms, default 0 */
   int64_t shutdown_grace_ns;       /* --shutdown-grace ms, default 10000 */
   uint32_t max_concurrent_streams; /* --max-concurrent-streams, 1000 */
+
+  /* The translation backend. */
+  int64_t upstream_timeout_ns;         /* --upstream-timeout ms, 10000 */
+  size_t upstream_max_body;            /* --upstream-max-body bytes, 1 MiB */
+  uint32_t upstream_max_requests;      /* --upstream-max-requests, 256 */
+  char uapi_ca_file[1024];             /* --uapi-ca-file, "" */
+  char uapi_token_file[1024];          /* --uapi-token-file, "" */
+  char oauth_token_url[1024];          /* --oauth-token-url, "" */
+  char oauth_client_id[256];           /* --oauth-client-id, "" */
+  char oauth_client_secret_file[1024]; /* --oauth-client-secret-file */
+  char status_map_file[1024];          /* --status-map-file, "" */
+  uint32_t breaker_failures;           /* --breaker-failures, 5 */
+  int64_t breaker_open_ns;             /* --breaker-open-ms, 5000 */
+  int64_t watch_poll_ns;               /* --watch-poll-interval ms, 1000 */
+  char rest_host[256];                 /* --rest-listen HOST:PORT, off */
+  int rest_port;                       /* -1 when the facade is off */
 } usc_config_t;
 
 typedef enum {

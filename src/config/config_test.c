@@ -530,6 +530,66 @@ static void test_usage_lines_fit_a_terminal(void **state) {
   }
 }
 
+static void test_translation_defaults(void **state) {
+  (void)state;
+  outcome_t o = parse_nothing(NULL);
+  assert_int_equal(o.config.upstream_timeout_ns, 10000000000LL);
+  assert_int_equal(o.config.upstream_max_body, 1048576);
+  assert_int_equal(o.config.upstream_max_requests, 256);
+  assert_int_equal(o.config.breaker_failures, 5);
+  assert_int_equal(o.config.breaker_open_ns, 5000000000LL);
+  assert_int_equal(o.config.watch_poll_ns, 1000000000LL);
+  assert_int_equal(o.config.rest_port, -1);
+  assert_string_equal(o.config.uapi_token_file, "");
+}
+
+static void test_translation_flags(void **state) {
+  (void)state;
+  outcome_t o =
+      PARSE("--uapi-url", "https://pbx.example/", "--upstream-timeout", "250",
+            "--upstream-max-body=4096", "--upstream-max-requests", "8",
+            "--uapi-ca-file", "/etc/ca.pem", "--oauth-token-url",
+            "https://pbx.example/oauth/token.php", "--oauth-client-id", "app",
+            "--oauth-client-secret-file", "/run/secret", "--status-map-file",
+            "/etc/map", "--breaker-failures", "3", "--breaker-open-ms", "100",
+            "--watch-poll-interval", "50", "--rest-listen", "127.0.0.1:0");
+  assert_int_equal(o.result, USC_CONFIG_RUN);
+  assert_int_equal(o.config.backend, USC_BACKEND_AUTO);
+  assert_int_equal(o.config.upstream_timeout_ns, 250000000);
+  assert_int_equal(o.config.upstream_max_body, 4096);
+  assert_int_equal(o.config.upstream_max_requests, 8);
+  assert_string_equal(o.config.uapi_ca_file, "/etc/ca.pem");
+  assert_string_equal(o.config.oauth_token_url,
+                      "https://pbx.example/oauth/token.php");
+  assert_string_equal(o.config.oauth_client_id, "app");
+  assert_string_equal(o.config.oauth_client_secret_file, "/run/secret");
+  assert_string_equal(o.config.status_map_file, "/etc/map");
+  assert_int_equal(o.config.breaker_failures, 3);
+  assert_int_equal(o.config.breaker_open_ns, 100000000);
+  assert_int_equal(o.config.watch_poll_ns, 50000000);
+  assert_string_equal(o.config.rest_host, "127.0.0.1");
+  assert_int_equal(o.config.rest_port, 0);
+}
+
+static void test_translation_flag_errors(void **state) {
+  (void)state;
+  expect_error(PARSE("--upstream-timeout", "0"),
+               "--upstream-timeout: '0' is not a positive integer");
+  expect_error(PARSE("--watch-poll-interval", "5"),
+               "--watch-poll-interval: '5' is not in 10..3600000");
+  expect_error(PARSE("--oauth-token-url", "ftp://x"),
+               "--oauth-token-url: 'ftp://x' does not start with http:// or "
+               "https://");
+  expect_error(PARSE("--oauth-token-url", "https://x/t"),
+               "--oauth-token-url needs --oauth-client-id and "
+               "--oauth-client-secret-file");
+  expect_error(PARSE("--oauth-token-url", "https://x/t", "--oauth-client-id",
+                     "a", "--oauth-client-secret-file", "/s",
+                     "--uapi-token-file", "/t"),
+               "--uapi-token-file and --oauth-token-url are two kinds of "
+               "upstream credentials: give one");
+}
+
 static void test_version(void **state) {
   (void)state;
   assert_string_equal(usc_config_version(), "uapi-sidecar 0.1.0");
@@ -538,6 +598,9 @@ static void test_version(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
+      cmocka_unit_test(test_translation_defaults),
+      cmocka_unit_test(test_translation_flags),
+      cmocka_unit_test(test_translation_flag_errors),
       cmocka_unit_test(test_no_arguments_at_all),
       cmocka_unit_test(test_every_flag_separate_value),
       cmocka_unit_test(test_every_flag_with_equals),
