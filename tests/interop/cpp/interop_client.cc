@@ -1,11 +1,16 @@
 // Interop client: grpc++ against uapi-sidecar's native engine.
 //
-// Usage: interop_client HOST:PORT [test-name-substring ...]
+// Usage: interop_client HOST:PORT [--max-calls-sidecar=HOST:PORT]
+//            [--ring-delay-sidecar=HOST:PORT] [test-name-substring ...]
+// The two options name sidecars started with --max-calls 3 and with
+// --ring-delay 60000 (run.sh starts them); the tests that need them fail
+// without them.
 // Prints "PASS|FAIL <test> (<seconds>s)" per test and ends with
 // "N passed, N failed"; exits 0 only when every test passed. Set
 // USC_SIDECAR_WRAPPER (as the runner does under valgrind) to allow for a
 // slower server.
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <google/protobuf/util/message_differencer.h>
@@ -19,6 +24,7 @@
 #include <deque>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -29,6 +35,7 @@
 #include <thread>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "uapi/phonecalls/v1/phonecalls.grpc.pb.h"
@@ -49,6 +56,10 @@ const char kUnknownId[] = "0123456789abcdef0123";
 
 int g_slow = 1;
 std::string g_address;
+// Sidecars of their own started by run.sh: --max-calls 3, --ring-delay 60000.
+std::string g_max_calls_address;
+std::string g_ring_delay_address;
+std::shared_ptr<grpc::Channel> g_channel;
 std::unique_ptr<Stub> g_stub;
 
 ms RpcTimeout() { return ms(10000 * g_slow); }
@@ -235,6 +246,11 @@ void CheckStatus(const ClientContext& ctx, const Status& st, StatusCode code,
     CHECK_EQ(rs.infos.size(), 1u);
     CHECK_EQ(rs.infos[0].first, std::string(uapi_code));
     CHECK_EQ(rs.infos[0].second, std::string(kDomain));
+  } else {
+    for (const auto& info : rs.infos) {
+      CHECK_EQ(info.second, std::string(kDomain));
+      CHECK_EQ(codes, std::vector<std::string>{info.first});
+    }
   }
 }
 
@@ -431,6 +447,226 @@ pc::WatchPhoneCallsRequest WatchReq(const std::string& ext,
   req.set_extension(ext);
   return req;
 }
+
+// ------------------------------------------------------------ error rows
+// The native engine's error rows (docs/native-engine.md, api-contract.md
+// §2) are tables of ErrRow: methods by name, the request as Fields (set on
+// each method's request by reflection; fields a request does not have are
+// skipped), the status code and the UAPI code (nullptr: none). CheckErrors
+// calls every method of every row and checks it with CheckStatus.
+
+using Strs = std::vector<std::string>;
+// A string field, a wrapper's value (Int32Value), or a repeated string.
+using Value = std::variant<std::string, int32_t, Strs>;
+using Fields = std::map<std::string, Value>;
+
+Fields With(Fields fields, const Fields& more) {
+  for (const auto& [name, value] : more) fields.insert_or_assign(name, value);
+  return fields;
+}
+
+void Fill(google::protobuf::Message* msg, const Fields& fields) {
+  const auto* desc = msg->GetDescriptor();
+  const auto* refl = msg->GetReflection();
+  for (const auto& [name, value] : fields) {
+    const auto* field = desc->FindFieldByName(name);
+    if (field == nullptr) continue;
+    if (const auto* s = std::get_if<std::string>(&value)) {
+      refl->SetString(msg, field, *s);
+    } else if (const auto* n = std::get_if<int32_t>(&value)) {
+      auto* wrapper = refl->MutableMessage(msg, field);
+      wrapper->GetReflection()->SetInt32(
+          wrapper, wrapper->GetDescriptor()->FindFieldByName("value"), *n);
+    } else {
+      refl->ClearField(msg, field);
+      for (const auto& item : std::get<Strs>(value)) refl->AddString(msg, field, item);
+    }
+  }
+}
+
+// One RPC by name: fills its request from Fields, calls it on g_channel
+// and returns the status; `shown` gets the request for messages.
+using AnyCall = std::function<Status(ClientContext*, const Fields&, std::string* shown)>;
+
+template <class Req, class Resp>
+AnyCall Unary(Method<Req, Resp> m) {
+  return [m](ClientContext* ctx, const Fields& fields, std::string* shown) {
+    Req req;
+    Fill(&req, fields);
+    *shown = req.ShortDebugString();
+    Resp resp;
+    return (pc::PhoneCallService::NewStub(g_channel).get()->*m)(ctx, req, &resp);
+  };
+}
+
+// WatchPhoneCalls read to its end.
+Status WatchToEnd(ClientContext* ctx, const Fields& fields, std::string* shown) {
+  pc::WatchPhoneCallsRequest req;
+  Fill(&req, fields);
+  *shown = req.ShortDebugString();
+  auto reader = pc::PhoneCallService::NewStub(g_channel)->WatchPhoneCalls(ctx, req);
+  pc::PhoneCallEvent ev;
+  while (reader->Read(&ev)) {
+  }
+  return reader->Finish();
+}
+
+// A unary call of a "/service/method" path with the raw request bytes of
+// field "raw" (through grpc++'s generic stub).
+Status RawCall(const std::string& path, ClientContext* ctx, const Fields& fields,
+               std::string* shown) {
+  const std::string& bytes = std::get<std::string>(fields.at("raw"));
+  *shown = std::to_string(bytes.size()) + " raw bytes";
+  grpc::GenericStub stub(g_channel);
+  grpc::CompletionQueue cq;
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1), response;
+  auto call = stub.PrepareUnaryCall(ctx, path, request, &cq);
+  call->StartCall();
+  Status status;
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag;
+  bool ok;
+  cq.Next(&tag, &ok);
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
+const std::map<std::string, AnyCall>& Rpcs() {
+  static const std::map<std::string, AnyCall> rpcs = {
+      {"ListPhoneCalls", Unary(&Stub::ListPhoneCalls)},
+      {"GetPhoneCall", Unary(&Stub::GetPhoneCall)},
+      {"CreateSimplePhoneCall", Unary(&Stub::CreateSimplePhoneCall)},
+      {"CreateCallbackPhoneCall", Unary(&Stub::CreateCallbackPhoneCall)},
+      {"CreateConferenceInvitePhoneCall", Unary(&Stub::CreateConferenceInvitePhoneCall)},
+      {"HangupPhoneCalls", Unary(&Stub::HangupPhoneCalls)},
+      {"OnHold", Unary(&Stub::OnHold)},
+      {"OffHold", Unary(&Stub::OffHold)},
+      {"StartRecording", Unary(&Stub::StartRecording)},
+      {"StopRecording", Unary(&Stub::StopRecording)},
+      {"Park", Unary(&Stub::Park)},
+      {"UnPark", Unary(&Stub::UnPark)},
+      {"PickUp", Unary(&Stub::PickUp)},
+      {"BargeIn", Unary(&Stub::BargeIn)},
+      {"Whisper", Unary(&Stub::Whisper)},
+      {"Monitor", Unary(&Stub::Monitor)},
+      {"Transfer", Unary(&Stub::Transfer)},
+      {"TransferToVoicemail", Unary(&Stub::TransferToVoicemail)},
+      {"WatchPhoneCalls", WatchToEnd},
+  };
+  return rpcs;
+}
+
+// Every method of the service, from its descriptor (each must be in Rpcs()).
+Strs AllMethods() {
+  const auto* service = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+      pc::PhoneCallService::service_full_name());
+  if (service == nullptr) throw Failure{"no descriptor of the service"};
+  Strs out;
+  for (int i = 0; i < service->method_count(); i++) out.push_back(service->method(i)->name());
+  return out;
+}
+
+Strs Concat(std::initializer_list<Strs> lists) {
+  Strs out;
+  for (const Strs& l : lists) out.insert(out.end(), l.begin(), l.end());
+  return out;
+}
+
+Strs Without(Strs methods, const std::string& name) {
+  methods.erase(std::remove(methods.begin(), methods.end(), name), methods.end());
+  return methods;
+}
+
+const Strs kCreates = {"CreateSimplePhoneCall", "CreateCallbackPhoneCall",
+                       "CreateConferenceInvitePhoneCall"};
+const Strs kActionsWithView = {"OnHold", "OffHold", "StartRecording", "StopRecording",
+                               "Park",   "UnPark",  "PickUp",         "BargeIn",
+                               "Whisper", "Monitor"};
+const Strs kTransfers = {"Transfer", "TransferToVoicemail"};
+const Strs kActions = Concat({kActionsWithView, kTransfers});
+const Strs kNeedsSendCallTo = Concat(
+    {{"UnPark", "PickUp", "BargeIn", "Whisper", "Monitor"}, kTransfers});
+const Strs kListeningIn = {"BargeIn", "Whisper", "Monitor"};
+const auto IA = StatusCode::INVALID_ARGUMENT;
+const auto NF = StatusCode::NOT_FOUND;
+const auto FP = StatusCode::FAILED_PRECONDITION;
+const char kStateInvalid[] = "pc_phonecall_state_invalid";
+
+// A request every method accepts for `call` (each row then spoils one field).
+Fields ValidReq(const pc::PhoneCall& call, const std::string& user = "") {
+  return {{"user_id", user},           {"extension", call.extension()},
+          {"phone_call_id", call.id()}, {"phone_call_view_id", "00"},
+          {"send_call_to", "210"},      {"source", Strs{"210"}},
+          {"destination", Strs{"211"}}};
+}
+
+struct ErrRow {
+  Strs methods;
+  Fields fields;
+  StatusCode code;
+  const char* uapi_code;  // nullptr: the row has no UAPI code
+};
+
+// Runs every method of every row; throws one Failure naming all the rows
+// that failed.
+void CheckErrors(const std::vector<ErrRow>& rows) {
+  std::vector<std::string> failures;
+  size_t n = 0;
+  for (const ErrRow& row : rows) {
+    for (const std::string& method : row.methods) {
+      n++;
+      ClientContext ctx;
+      SetDeadline(&ctx);
+      std::string shown;
+      Status st;
+      if (method[0] == '/') {
+        st = RawCall(method, &ctx, row.fields, &shown);
+      } else {
+        auto it = Rpcs().find(method);
+        if (it == Rpcs().end()) throw Failure{"no caller for method " + method};
+        st = it->second(&ctx, row.fields, &shown);
+      }
+      try {
+        CheckStatus(ctx, st, row.code, row.uapi_code);
+      } catch (const Failure& f) {
+        if (shown.size() > 200) shown = shown.substr(0, 200) + "...";
+        failures.push_back(method + " {" + shown + "}: " + f.what + " (got " +
+                           std::to_string(st.error_code()) + " " + st.error_message() + ")");
+      }
+    }
+  }
+  CHECK(n > 0);
+  if (failures.empty()) return;
+  std::string what = std::to_string(failures.size()) + " of " + std::to_string(n) +
+                     " error rows failed:";
+  for (size_t i = 0; i < failures.size() && i < 20; i++) what += "\n    " + failures[i];
+  throw Failure{what};
+}
+
+// Points g_channel and g_stub at another sidecar (run.sh's --max-calls or
+// --ring-delay one) for the scope.
+class OtherSidecar {
+ public:
+  OtherSidecar(const std::string& address, const char* option) {
+    if (address.empty())
+      throw Failure{std::string("no ") + option + "=HOST:PORT (run through run.sh)"};
+    saved_channel_ = g_channel;
+    saved_stub_ = std::move(g_stub);
+    g_channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    g_stub = pc::PhoneCallService::NewStub(g_channel);
+  }
+  ~OtherSidecar() {
+    g_channel = saved_channel_;
+    g_stub = std::move(saved_stub_);
+  }
+
+ private:
+  std::shared_ptr<grpc::Channel> saved_channel_;
+  std::unique_ptr<Stub> saved_stub_;
+};
 
 // ------------------------------------------------------------ tests
 
@@ -712,84 +948,236 @@ void TestTransfers() {
   CheckTransfer<pc::TransferToVoicemailRequest>(&Stub::TransferToVoicemail);
 }
 
-void TestValidationErrors() {
+void TestUserInvalid() {
+  CHECK_EQ(AllMethods().size(), Rpcs().size());
   auto call = Create();
-  const auto IA = StatusCode::INVALID_ARGUMENT;
-  auto get = Addr<pc::GetPhoneCallRequest>(call);
-  get.set_user_id("bad-user");
-  Err(&Stub::GetPhoneCall, get, IA, "user_invalid");
-  get = Addr<pc::GetPhoneCallRequest>(call);
-  get.set_extension("abc");
-  Err(&Stub::GetPhoneCall, get, IA, "extension_invalid");
-  get = Addr<pc::GetPhoneCallRequest>(call);
-  get.set_phone_call_id("not-an-id");
-  Err(&Stub::GetPhoneCall, get, IA, "pc_phoncall_invalid");
-  get.set_phone_call_id(std::string(65, 'a'));
-  Err(&Stub::GetPhoneCall, get, IA, "pc_phoncall_invalid");
-  auto create = CreateReq("@self");
-  Err(&Stub::CreateSimplePhoneCall, create, IA, "extension_invalid");
-  create = CreateReq("210");
-  create.clear_destination();
-  Err(&Stub::CreateCallbackPhoneCall, create, IA, "pc_destination_invalid");
-  Err(&Stub::OnHold, Addr<pc::OnHoldRequest>(call, ""), IA, "pc_phoncallview_invalid");
-  Err(&Stub::OnHold, Addr<pc::OnHoldRequest>(call, "1"), IA, "pc_phoncallview_invalid");
-  auto rec = Addr<pc::StartRecordingRequest>(call, "00");
-  rec.set_format("mp3");
-  Err(&Stub::StartRecording, rec, IA, "pc_format_invalid");
-  Err(&Stub::PickUp, Addr<pc::PickUpRequest>(call, "01"), IA, "pc_sendcallto_invalid");
-  pc::ListPhoneCallsRequest list;
-  list.set_extension("210");
-  list.mutable_count()->set_value(5001);
-  Err(&Stub::ListPhoneCalls, list, IA, "count_invalid");
-  list.clear_count();
-  list.add_fields("bogus");
-  Err(&Stub::ListPhoneCalls, list, IA, "fields_invalid");
+  std::vector<ErrRow> rows;
+  for (const std::string& user :
+       Strs{"bad-user", std::string(65, 'a'), "@nobody", "1 2", "\xc3\xbc"})
+    rows.push_back({AllMethods(), ValidReq(call, user), IA, "user_invalid"});
+  CheckErrors(rows);
+}
+
+void TestExtensionInvalid() {
+  auto call = Create();
+  std::vector<ErrRow> rows;
+  for (const std::string& ext : Strs{"", "abc", "***", std::string(33, '1'), "12a", "@me"}) {
+    // Watch: empty means every extension.
+    rows.push_back({ext.empty() ? Without(AllMethods(), "WatchPhoneCalls") : AllMethods(),
+                    With(ValidReq(call), {{"extension", ext}}), IA, "extension_invalid"});
+  }
+  rows.push_back({kCreates, With(ValidReq(call), {{"extension", "@self"}}), IA,
+                  "extension_invalid"});
+  CheckErrors(rows);
+}
+
+void TestCallIdInvalid() {
+  auto call = Create();
+  std::vector<ErrRow> rows;
+  for (const std::string& id : Strs{"", "abc-123", "a b", std::string(65, 'a')}) {
+    // Optional on List and Hangup: there only a given id is checked.
+    rows.push_back({id.empty() ? Concat({{"GetPhoneCall"}, kActions})
+                               : Concat({{"GetPhoneCall", "ListPhoneCalls", "HangupPhoneCalls"},
+                                         kActions}),
+                    With(ValidReq(call), {{"phone_call_id", id}}), IA, "pc_phoncall_invalid"});
+  }
+  CheckErrors(rows);
   CHECK_EQ(Get(call), call);
 }
 
-void TestNotFoundErrors() {
+void TestCallNotFound() {
   auto call = Create();
-  const auto NF = StatusCode::NOT_FOUND;
-  auto get = Addr<pc::GetPhoneCallRequest>(call);
-  get.set_phone_call_id(kUnknownId);
-  Err(&Stub::GetPhoneCall, get, NF, "pc_phoncall_invalid");
-  get = Addr<pc::GetPhoneCallRequest>(call);
-  get.set_extension(FreshExt());
-  Err(&Stub::GetPhoneCall, get, NF, "pc_phoncall_invalid");
   std::string other = FreshUser();
-  Err(&Stub::GetPhoneCall, Addr<pc::GetPhoneCallRequest>(call, "", other), NF,
-      "pc_phoncall_invalid");
-  Err(&Stub::OnHold, Addr<pc::OnHoldRequest>(call, "00", other), NF,
-      "pc_phoncall_invalid");
-  Err(&Stub::HangupPhoneCalls, Addr<pc::HangupPhoneCallsRequest>(call, "", other),
-      NF, "pc_phoncall_invalid");
-  Err(&Stub::OnHold, Addr<pc::OnHoldRequest>(call, "05"), NF,
-      "pc_phoncallview_invalid");
   auto theirs = Create("", other);
-  Err(&Stub::GetPhoneCall, Addr<pc::GetPhoneCallRequest>(theirs), NF,
-      "pc_phoncall_invalid");
+  const Strs methods = Concat({{"GetPhoneCall", "HangupPhoneCalls"}, kActions});
+  const char* code = "pc_phoncall_invalid";
+  std::vector<ErrRow> rows = {
+      {methods, With(ValidReq(call), {{"phone_call_id", kUnknownId}}), NF, code},
+      {methods, With(ValidReq(call), {{"phone_call_id", std::string(64, 'Z')}}), NF, code},
+      {methods, With(ValidReq(call), {{"extension", FreshExt()}}), NF, code},
+  };
+  // My call asked for as the other user, theirs as the default user; by the
+  // call's extension and by @self.
+  for (const auto& [user, c] : {std::pair{other, call}, std::pair{std::string(), theirs}}) {
+    for (const std::string& ext : Strs{c.extension(), "@self"})
+      rows.push_back({methods, With(ValidReq(c, user), {{"extension", ext}}), NF, code});
+  }
+  CheckErrors(rows);
   CHECK_EQ(Get(call), call);
   CHECK_EQ(Get(theirs, other), theirs);
 }
 
-void TestFailedPrecondition() {
+void TestViewInvalid() {
   auto call = Create();
-  const auto FP = StatusCode::FAILED_PRECONDITION;
-  const char* st = "pc_phonecall_state_invalid";
-  Err(&Stub::OffHold, Addr<pc::OffHoldRequest>(call, "00"), FP, st);
-  Err(&Stub::StopRecording, Addr<pc::StopRecordingRequest>(call, "00"), FP, st);
-  auto unpark = Addr<pc::UnParkRequest>(call, "00");
-  unpark.set_send_call_to("210");
-  Err(&Stub::UnPark, unpark, FP, st);
-  Ok(&Stub::OnHold, Addr<pc::OnHoldRequest>(call, "00"));
-  Err(&Stub::OnHold, Addr<pc::OnHoldRequest>(call, "00"), FP, st);
-  Ok(&Stub::StartRecording, Addr<pc::StartRecordingRequest>(call, "00"));
-  Err(&Stub::StartRecording, Addr<pc::StartRecordingRequest>(call, "00"), FP, st);
-  Ok(&Stub::Park, Addr<pc::ParkRequest>(call, "00"));
-  Err(&Stub::Park, Addr<pc::ParkRequest>(call, "00"), FP, st);
+  auto row = [&](const Strs& methods, const char* view, StatusCode code) {
+    return ErrRow{methods, With(ValidReq(call), {{"phone_call_view_id", view}}), code,
+                  "pc_phoncallview_invalid"};
+  };
+  std::vector<ErrRow> rows;
+  for (const char* view : {"", "0", "000", "ab", "0a", " 0"})
+    rows.push_back(row(kActionsWithView, view, IA));
+  // Optional on the transfers: there only a given view is checked.
+  for (const char* view : {"x", "000"}) rows.push_back(row(kTransfers, view, IA));
+  for (const char* view : {"02", "99"}) rows.push_back(row(kActions, view, NF));
+  CheckErrors(rows);
+  CHECK_EQ(Get(call), call);
+}
+
+void TestStateRules() {
+  auto call = Create();
+  auto on_both_legs = [&](const Strs& methods) {
+    std::vector<ErrRow> rows;
+    for (const char* view : {"00", "01"})
+      rows.push_back({methods, With(ValidReq(call), {{"phone_call_view_id", view}}), FP,
+                      kStateInvalid});
+    return rows;
+  };
+  // OffHold not on hold, StopRecording not recording, UnPark not parked.
+  CheckErrors(on_both_legs({"OffHold", "StopRecording", "UnPark"}));
+  for (const std::string view : {"00", "01"}) {
+    Ok(&Stub::OnHold, Addr<pc::OnHoldRequest>(call, view));
+    Ok(&Stub::StartRecording, Addr<pc::StartRecordingRequest>(call, view));
+    Ok(&Stub::Park, Addr<pc::ParkRequest>(call, view));
+  }
+  CheckErrors(on_both_legs({"OnHold", "StartRecording", "Park"}));
+  auto got = Get(call);
+  for (const char* view : {"00", "01"}) {
+    const PV& v = ViewOf(got, view);
+    CHECK(v.has_on_hold() && v.has_recording() && v.has_parked());
+  }
+  // At most 8 views: listening in on a full call.
+  auto full = Create();
   for (int i = 0; i < 6; i++)
-    Ok(&Stub::BargeIn, ListenReq<pc::BargeInRequest>(call, "01", "0003*60" + std::to_string(i)));
-  Err(&Stub::Monitor, ListenReq<pc::MonitorRequest>(call, "01", "0003*699"), FP, st);
+    Ok(&Stub::BargeIn,
+       ListenReq<pc::BargeInRequest>(full, "01", "0003*60" + std::to_string(i)));
+  CheckErrors({{kListeningIn, With(ValidReq(full), {{"send_call_to", "0003*699"}}), FP,
+                kStateInvalid}});
+  CHECK_EQ(Get(full).phone_call_views_size(), 8);
+}
+
+void TestUnansweredCall() {
+  OtherSidecar ringing(g_ring_delay_address, "--ring-delay-sidecar");
+  auto call = Create();
+  CHECK(!call.has_answered());
+  CheckErrors({{kListeningIn, With(ValidReq(call), {{"send_call_to", "0003*556"}}), FP,
+                kStateInvalid}});
+  CHECK_EQ(Get(call), call);
+}
+
+void TestProvisionalCodes() {
+  auto call = Create();
+  // Leg 01 parked, so that UnPark gets as far as its send_call_to.
+  auto park = Addr<pc::ParkRequest>(call, "01");
+  park.mutable_max_in_parking()->set_value(3600);
+  Ok(&Stub::Park, park);
+  const Fields valid = ValidReq(call);
+  std::vector<ErrRow> rows;
+  Strs nine;
+  for (int i = 0; i < 9; i++) nine.push_back(std::to_string(200 + i));
+  for (const Strs& bad :
+       std::vector<Strs>{{}, {"abc"}, {std::string(33, '1')}, {""}, {"21 0"}, nine}) {
+    rows.push_back({kCreates, With(valid, {{"source", bad}}), IA, "pc_source_invalid"});
+    rows.push_back({kCreates, With(valid, {{"destination", bad}}), IA, "pc_destination_invalid"});
+  }
+  rows.push_back({{"StartRecording"}, With(valid, {{"format", "mp3"}}), IA, "pc_format_invalid"});
+  for (int32_t seconds : {9, 3601, 0, -1})
+    rows.push_back({{"Park"}, With(valid, {{"max_in_parking", seconds}}), IA,
+                    "pc_maxinparking_invalid"});
+  for (const std::string& to : Strs{"", "abc", std::string(33, '1'), "#1"}) {
+    for (const std::string& method : kNeedsSendCallTo)
+      rows.push_back({{method},
+                      With(valid, {{"phone_call_view_id", method == "UnPark" ? "01" : "00"},
+                                   {"send_call_to", to}}),
+                      IA, "pc_sendcallto_invalid"});
+  }
+  const std::pair<const char*, Fields> list_rows[] = {
+      {"count_invalid", {{"count", 0}}},
+      {"count_invalid", {{"count", 5001}}},
+      {"count_invalid", {{"count", -1}}},
+      {"startindex_invalid", {{"start_index", -1}}},
+      {"startindex_invalid", {{"start_index", 5001}}},
+      {"filterby_invalid",
+       {{"filter_by", "extension"}, {"filter_op", "equals"}, {"filter_value", "1"}}},
+      {"filterby_invalid", {{"filter_op", "equals"}, {"filter_value", "1"}}},
+      {"filterop_invalid", {{"filter_by", "id"}, {"filter_op", "like"}, {"filter_value", "1"}}},
+      {"filterop_invalid", {{"filter_by", "id"}, {"filter_value", "1"}}},
+      {"filtervalue_invalid", {{"filter_by", "id"}, {"filter_op", "equals"}}},
+      {"filtervalue_invalid",
+       {{"filter_by", "published"}, {"filter_op", "greaterThan"}, {"filter_value", "yesterday"}}},
+      {"filtervalue_invalid",
+       {{"filter_by", "published"}, {"filter_op", "lessThan"},
+        {"filter_value", "2024-13-01T00:00:00Z"}}},
+      {"sortorder_invalid", {{"sort_order", "up"}}},
+      {"fields_invalid", {{"fields", Strs{"bogus"}}}},
+      {"fields_invalid", {{"fields", Strs{"id", "phone_call_views"}}}},
+  };
+  for (const auto& [uapi_code, fields] : list_rows)
+    rows.push_back({{"ListPhoneCalls"}, With(fields, {{"extension", call.extension()}}), IA,
+                    uapi_code});
+  CheckErrors(rows);
+  // None of them changed the call; the limits themselves are fine.
+  CHECK_EQ(Get(call).phone_call_views_size(), 2);
+  pc::ListPhoneCallsRequest list;
+  list.set_extension(call.extension());
+  list.mutable_count()->set_value(5000);
+  list.mutable_start_index()->set_value(5000);
+  auto r = Ok(&Stub::ListPhoneCalls, list);
+  CHECK_EQ(r.total_results(), 1);
+  CHECK_EQ(r.items_per_page(), 5000);
+  CHECK_EQ(r.start_index(), 5000);
+  CHECK_EQ(r.phone_calls_size(), 0);
+}
+
+void TestEngineFull() {
+  OtherSidecar limited(g_max_calls_address, "--max-calls-sidecar");
+  std::string ext = FreshExt();
+  const auto req = CreateReq(ext, "0003*1");
+  const Fields fields = {
+      {"extension", ext}, {"source", Strs{ext}}, {"destination", Strs{"0003*1"}}};
+  std::vector<pc::PhoneCall> made;
+  for (auto method : {&Stub::CreateSimplePhoneCall, &Stub::CreateCallbackPhoneCall,
+                      &Stub::CreateConferenceInvitePhoneCall})
+    made.push_back(Ok(method, req).phone_calls(0));
+  CheckErrors({{kCreates, fields, StatusCode::RESOURCE_EXHAUSTED, nullptr}});
+  Ok(&Stub::HangupPhoneCalls, Addr<pc::HangupPhoneCallsRequest>(made[0]));
+  Create(req);
+  CheckErrors({{{"CreateSimplePhoneCall"}, fields, StatusCode::RESOURCE_EXHAUSTED, nullptr}});
+  pc::ListPhoneCallsRequest list;
+  list.set_extension(ext);
+  auto r = Ok(&Stub::ListPhoneCalls, list);
+  CHECK_EQ(r.total_results(), 3);
+  CHECK_EQ(r.phone_calls(0).id(), made[1].id());
+  CHECK_EQ(r.phone_calls(1).id(), made[2].id());
+}
+
+void TestRequestTooLarge() {
+  std::string ext = FreshExt();
+  const Fields fields = {{"extension", ext}, {"source", Strs{ext}}, {"destination", Strs{"210"}},
+                         {"nonce", std::string(4 * 1024 * 1024 + 1024, 'n')}};
+  CheckErrors({{kCreates, fields, StatusCode::RESOURCE_EXHAUSTED, nullptr}});
+  auto under = CreateReq(ext, "210");
+  under.set_nonce(std::string(3 * 1024 * 1024, 'n'));
+  auto call = Create(under);
+  CHECK(call.nonce() == under.nonce());
+  CHECK_EQ(Vec(Ok(&Stub::HangupPhoneCalls, Addr<pc::HangupPhoneCallsRequest>(call))
+                   .phone_call_ids()),
+           Strs{call.id()});
+}
+
+void TestUnimplementedAndGarbage() {
+  const std::string service = pc::PhoneCallService::service_full_name();
+  Strs every_method;
+  for (const std::string& m : AllMethods()) every_method.push_back("/" + service + "/" + m);
+  CheckErrors({
+      {{"/" + service + "/NoSuchMethod", "/uapi.phonecalls.v1.NoSuchService/GetPhoneCall",
+        "/no.such.Service/Method", "/" + service + "/getPhoneCall"},
+       {{"raw", ""}},
+       StatusCode::UNIMPLEMENTED,
+       nullptr},
+      {every_method, {{"raw", "\xff\xff\xff\xff"}}, StatusCode::INTERNAL, nullptr},
+  });
+  auto call = Create();
+  CHECK_EQ(Get(call), call);
 }
 
 void TestDeadline() {
@@ -799,7 +1187,7 @@ void TestDeadline() {
   auto elapsed = std::chrono::duration_cast<ms>(Clock::now() - t0).count();
   CHECK(item.has_value());
   CHECK(item->end);
-  CHECK_EQ(w.status().error_code(), StatusCode::DEADLINE_EXCEEDED);
+  CheckStatus(w.context(), w.status(), StatusCode::DEADLINE_EXCEEDED, nullptr);
   CHECK(elapsed >= 400);
   CHECK(elapsed < 2000 * g_slow);
   Create();
@@ -904,10 +1292,22 @@ const Test kTests[] = {
     {"PickUp", TestPickUp},
     {"BargeIn/Whisper/Monitor", TestBargeInWhisperMonitor},
     {"Transfer/TransferToVoicemail", TestTransfers},
-    {"INVALID_ARGUMENT rows", TestValidationErrors},
-    {"NOT_FOUND rows incl. other user's call", TestNotFoundErrors},
-    {"FAILED_PRECONDITION rows", TestFailedPrecondition},
-    {"deadline on a Watch", TestDeadline},
+    {"every RPC: user_invalid", TestUserInvalid},
+    {"every RPC: extension_invalid (@self on creates)", TestExtensionInvalid},
+    {"pc_phoncall_invalid INVALID_ARGUMENT: empty, not alphanumeric, 65 chars",
+     TestCallIdInvalid},
+    {"pc_phoncall_invalid NOT_FOUND: unknown id, other extension, other user",
+     TestCallNotFound},
+    {"pc_phoncallview_invalid INVALID_ARGUMENT and NOT_FOUND", TestViewInvalid},
+    {"FAILED_PRECONDITION: every state rule", TestStateRules},
+    {"FAILED_PRECONDITION: listening in on an unanswered call (--ring-delay)",
+     TestUnansweredCall},
+    {"provisional codes of the other fields", TestProvisionalCodes},
+    {"RESOURCE_EXHAUSTED: engine full (--max-calls 3)", TestEngineFull},
+    {"RESOURCE_EXHAUSTED: request over the 4 MiB receive limit", TestRequestTooLarge},
+    {"UNIMPLEMENTED unknown methods; INTERNAL garbage to every method",
+     TestUnimplementedAndGarbage},
+    {"DEADLINE_EXCEEDED on a Watch", TestDeadline},
     {"cancelled Watch (TryCancel)", TestCancelledWatch},
     {"200 concurrent async calls", TestConcurrentAsync},
     {"Watch CREATED/UPDATED/ENDED", TestWatchEvents},
@@ -917,20 +1317,34 @@ const Test kTests[] = {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::cerr << "usage: " << argv[0] << " HOST:PORT [test-substring...]\n";
+    std::cerr << "usage: " << argv[0]
+              << " HOST:PORT [--max-calls-sidecar=HOST:PORT]"
+                 " [--ring-delay-sidecar=HOST:PORT] [test-substring...]\n";
     return 2;
   }
   g_address = argv[1];
+  std::vector<std::string> filters;
+  for (int i = 2; i < argc; i++) {
+    const std::string arg = argv[i];
+    const std::string max_calls = "--max-calls-sidecar=", ring_delay = "--ring-delay-sidecar=";
+    if (arg.rfind(max_calls, 0) == 0) {
+      g_max_calls_address = arg.substr(max_calls.size());
+    } else if (arg.rfind(ring_delay, 0) == 0) {
+      g_ring_delay_address = arg.substr(ring_delay.size());
+    } else {
+      filters.push_back(arg);
+    }
+  }
   const char* wrapper = std::getenv("USC_SIDECAR_WRAPPER");
   if (wrapper && *wrapper) g_slow = 4;
-  g_stub = pc::PhoneCallService::NewStub(
-      grpc::CreateChannel(g_address, grpc::InsecureChannelCredentials()));
+  g_channel = grpc::CreateChannel(g_address, grpc::InsecureChannelCredentials());
+  g_stub = pc::PhoneCallService::NewStub(g_channel);
   int passed = 0, failed = 0;
   for (const Test& t : kTests) {
-    if (argc > 2) {
+    if (!filters.empty()) {
       bool match = false;
-      for (int i = 2; i < argc; i++)
-        match = match || std::string(t.name).find(argv[i]) != std::string::npos;
+      for (const std::string& f : filters)
+        match = match || std::string(t.name).find(f) != std::string::npos;
       if (!match) continue;
     }
     auto t0 = Clock::now();

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts a uapi-sidecar, runs the C++ interop client against it, stops the
-# sidecar with SIGTERM and requires exit code 0.
+# Starts uapi-sidecars (a plain one, one with --max-calls 3, one with
+# --ring-delay 60000), runs the C++ interop client against them, stops them
+# with SIGTERM and requires exit code 0 from each.
 #
 # usage: tests/interop/cpp/run.sh [SIDECAR_BINARY] [test-substring...]
 # Env: USC_SIDECAR_BINARY (default bazel-bin/src/uapi-sidecar),
@@ -47,35 +48,48 @@ alive() {
   [ -n "$state" ] && [ "$state" != Z ]
 }
 
-log=$(mktemp /tmp/usc-cpp-sidecar.XXXXXX)
-pid=
+# The sidecars: the main one, and two with flags of their own for the tests
+# of a full engine and of unanswered calls.
+names=("sidecar" "sidecar --max-calls 3" "sidecar --ring-delay 60000")
+flags=("" "--max-calls 3" "--ring-delay 60000")
+pids=() logs=() addresses=()
 cleanup() {
-  if [ -n "$pid" ] && alive "$pid"; then kill -KILL "$pid" 2>/dev/null; fi
-  rm -f "$log"
+  local p
+  for p in "${pids[@]}"; do
+    if [ -n "$p" ] && alive "$p"; then kill -KILL "$p" 2>/dev/null; fi
+  done
+  rm -f "${logs[@]}"
 }
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM
 
-"${wrapper[@]}" "$bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-  </dev/null >/dev/null 2>"$log" &
-pid=$!
-
-address=
-deadline=$((SECONDS + startup))
-while [ $SECONDS -lt $deadline ]; do
-  address=$(grep -oE 'listening\b.*address=[0-9A-Za-z.:]+' "$log" | head -1 | sed 's/.*address=//')
-  [ -n "$address" ] && break
-  alive "$pid" || break
-  sleep 0.05
+for i in "${!names[@]}"; do
+  logs[i]=$(mktemp /tmp/usc-cpp-sidecar.XXXXXX)
+  read -r -a extra <<<"${flags[i]}"
+  "${wrapper[@]}" "$bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "${extra[@]}" \
+    </dev/null >/dev/null 2>"${logs[i]}" &
+  pids[i]=$!
 done
-if [ -z "$address" ]; then
-  fail "start sidecar" "no listening line within ${startup}s" "$(tail -20 "$log")"
-  finish
-fi
+deadline=$((SECONDS + startup))
+for i in "${!names[@]}"; do
+  address=
+  while [ $SECONDS -lt $deadline ]; do
+    address=$(grep -oE 'listening\b.*address=[0-9A-Za-z.:]+' "${logs[i]}" | head -1 | sed 's/.*address=//')
+    [ -n "$address" ] && break
+    alive "${pids[i]}" || break
+    sleep 0.05
+  done
+  if [ -z "$address" ]; then
+    fail "start ${names[i]}" "no listening line within ${startup}s" "$(tail -20 "${logs[i]}")"
+    finish
+  fi
+  addresses[i]=$address
+done
 
 out=$(mktemp /tmp/usc-cpp-out.XXXXXX)
 timeout --kill-after=10 $((300 * (${#wrapper[@]} > 0 ? 4 : 1))) \
-  "$client" "$address" "$@" | tee "$out"
+  "$client" "${addresses[0]}" --max-calls-sidecar="${addresses[1]}" \
+  --ring-delay-sidecar="${addresses[2]}" "$@" | tee "$out"
 rc=${PIPESTATUS[0]}
 # Fold the client's count line into this script's own.
 read -r cp cf < <(sed -nE 's/^([0-9]+) passed, ([0-9]+) failed$/\1 \2/p' "$out" | tail -1)
@@ -88,26 +102,23 @@ else
 fi
 
 # SIGTERM: exit code 0 (under valgrind, its error exit code means leaks).
-kill -TERM "$pid"
-(
-  sleep "$stop_wait" &
-  nap=$!
-  trap 'kill $nap 2>/dev/null; exit 0' TERM
-  wait $nap
-  kill -KILL "$pid" 2>/dev/null
-) &
-watchdog=$!
-wait "$pid"
-code=$?
-kill "$watchdog" 2>/dev/null
-wait "$watchdog" 2>/dev/null
-if [ $code -eq 0 ]; then
-  echo "PASS  sidecar exits 0 on SIGTERM"
-  passed=$((passed + 1))
-else
-  fail "sidecar exits 0 on SIGTERM" \
-    "exit code $code (137: still running ${stop_wait}s after SIGTERM)" \
-    "$(tail -40 "$log")"
-fi
-pid=
+# No watchdog subshell: it would inherit the EXIT trap (cleanup) and the
+# job table. alive is false once the sidecar is a zombie; wait reaps it.
+kill -TERM "${pids[@]}"
+deadline=$((SECONDS + stop_wait))
+for i in "${!names[@]}"; do
+  while alive "${pids[i]}" && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
+  if alive "${pids[i]}"; then kill -KILL "${pids[i]}" 2>/dev/null; fi
+  wait "${pids[i]}" 2>/dev/null
+  code=$?
+  if [ $code -eq 0 ]; then
+    echo "PASS  ${names[i]} exits 0 on SIGTERM"
+    passed=$((passed + 1))
+  else
+    fail "${names[i]} exits 0 on SIGTERM" \
+      "exit code $code (137: still running ${stop_wait}s after SIGTERM)" \
+      "$(tail -40 "${logs[i]}")"
+  fi
+  pids[i]=
+done
 finish
