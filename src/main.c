@@ -1,8 +1,9 @@
 /* uapi-sidecar: wiring. Parses the configuration, starts the gRPC server
- * on one libuv loop with the native engine behind it, and drains on
- * SIGTERM/SIGINT: stop accepting, end open streams, let in-flight calls
- * finish within the grace period, close everything, exit 0. A second
- * signal exits at once. */
+ * on one libuv loop with the native engine (and, with --uapi-url, the
+ * upstream client and credentials) behind it, and drains on SIGTERM or
+ * SIGINT: stop accepting, end open streams, let in-flight calls finish
+ * within the grace period, close everything, exit 0. A second signal exits
+ * at once. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 #include "src/base/base.h"
 #include "src/config/config.h"
+#include "src/creds/creds.h"
 #include "src/dispatch/dispatch.h"
 #include "src/h2/h2.h"
 #include "src/log/log.h"
@@ -23,8 +25,12 @@ typedef struct {
   uv_loop_t loop;
   usc_config_t config;
   usc_state_t *state;
+  usc_upstream_t *upstream;
+  usc_creds_t *creds;
+  usc_xlate_status_map_t *status_map;
   usc_dispatch_t *dispatch;
   usc_h2_server_t *server;
+  usc_admin_server_t *rest; /* the UAPI REST facade, or NULL */
   uv_signal_t sigterm;
   uv_signal_t sigint;
   uv_timer_t drain_timer;
@@ -43,6 +49,11 @@ static int64_t wall_clock_ns(void *user) {
 
 static void on_dispatch_closed(void *user) {
   sidecar_t *app = user;
+  if (app->creds != NULL)
+    usc_creds_close(app->creds, NULL, NULL);
+  if (app->upstream != NULL)
+    usc_upstream_close(app->upstream, NULL, NULL);
+  usc_xlate_status_map_free(app->status_map);
   usc_state_free(app->state);
   app->state = NULL;
   uv_close((uv_handle_t *)&app->sigterm, NULL);
@@ -50,10 +61,18 @@ static void on_dispatch_closed(void *user) {
   uv_close((uv_handle_t *)&app->drain_timer, NULL);
 }
 
+static void on_rest_closed(void *user) {
+  sidecar_t *app = user;
+  usc_dispatch_close(app->dispatch, on_dispatch_closed, app);
+}
+
 static void on_server_closed(void *user) {
   sidecar_t *app = user;
   app->server = NULL;
-  usc_dispatch_close(app->dispatch, on_dispatch_closed, app);
+  if (app->rest != NULL)
+    usc_admin_server_close(app->rest, on_rest_closed, app);
+  else
+    on_rest_closed(app);
 }
 
 static void on_drain_tick(uv_timer_t *timer) {
@@ -78,6 +97,8 @@ static void on_signal(uv_signal_t *signal, int signum) {
   usc_log(USC_LOG_INFO, "shutting down", "signal=%d grace_ms=%lld", signum,
           (long long)(app->config.shutdown_grace_ns / 1000000));
   usc_h2_server_drain(app->server);
+  if (app->rest != NULL)
+    usc_admin_server_drain(app->rest);
   usc_dispatch_end_streams(app->dispatch);
   app->drain_deadline =
       uv_now(&app->loop) + (uint64_t)(app->config.shutdown_grace_ns / 1000000);
@@ -90,15 +111,105 @@ static int start_engine(sidecar_t *app) {
       .ring_ns = app->config.ring_ns,
       .seed = (uint64_t)wall_clock_ns(NULL) ^ ((uint64_t)getpid() << 32),
   };
+  const usc_config_t *c = &app->config;
   usc_dispatch_config_t dispatch = {
       .loop = &app->loop,
       .clock = wall_clock_ns,
-      .ring_ns = app->config.ring_ns,
+      .ring_ns = c->ring_ns,
+      .backend = c->backend,
+      .upstream = app->upstream,
+      .creds = app->creds,
+      .status_map = app->status_map,
+      .upstream_max_body = c->upstream_max_body,
+      .breaker_failures = c->breaker_failures,
+      .breaker_open_ms = (uint64_t)(c->breaker_open_ns / 1000000),
+      .watch_poll_ms = (uint64_t)(c->watch_poll_ns / 1000000),
   };
   if (usc_state_new(&engine, &app->state) != 0)
     return USC_ERR_NOMEM;
   dispatch.state = app->state;
   return usc_dispatch_new(&dispatch, &app->dispatch);
+}
+
+static int read_status_map(sidecar_t *app) {
+  const char *path = app->config.status_map_file;
+  char text[64 * 1024], error[256];
+  FILE *f = fopen(path, "r");
+  if (f == NULL) {
+    usc_log(USC_LOG_ERROR, "cannot start", "--status-map-file: cannot read %s",
+            path);
+    return USC_ERR_IO;
+  }
+  size_t len = fread(text, 1, sizeof(text), f);
+  bool whole = feof(f);
+  fclose(f);
+  if (!whole) {
+    usc_log(USC_LOG_ERROR, "cannot start",
+            "--status-map-file: %s is larger than 64 KiB", path);
+    return USC_ERR_TOO_LARGE;
+  }
+  if (usc_xlate_status_map_parse(text, len, &app->status_map, error,
+                                 sizeof(error)) != 0) {
+    usc_log(USC_LOG_ERROR, "cannot start", "--status-map-file: %s: %s", path,
+            error);
+    return USC_ERR_INVALID;
+  }
+  return 0;
+}
+
+static void log_creds(void *user, usc_creds_log_level_t level,
+                      const char *message) {
+  (void)user;
+  usc_log(level == USC_CREDS_LOG_WARN ? USC_LOG_WARN : USC_LOG_INFO,
+          "upstream credentials", "%s", message);
+}
+
+static int start_creds(sidecar_t *app) {
+  const usc_config_t *c = &app->config;
+  usc_creds_config_t creds = {
+      .mode = USC_CREDS_NONE,
+      .token_file = c->uapi_token_file,
+      .token_url = c->oauth_token_url,
+      .client_id = c->oauth_client_id,
+      .client_secret_file = c->oauth_client_secret_file,
+      .ca_file = c->uapi_ca_file[0] ? c->uapi_ca_file : NULL,
+      .log = log_creds,
+  };
+  if (c->uapi_token_file[0] != '\0')
+    creds.mode = USC_CREDS_STATIC;
+  else if (c->oauth_token_url[0] != '\0')
+    creds.mode = USC_CREDS_OAUTH;
+  else
+    return 0;
+  char error[512];
+  if (usc_creds_new(&app->loop, &creds, &app->creds, error, sizeof(error))) {
+    usc_log(USC_LOG_ERROR, "cannot start", "%s", error);
+    return USC_ERR_INVALID;
+  }
+  return 0;
+}
+
+/* The upstream client, its credentials and status map, for the uapi and
+ * auto backends. */
+static int start_upstream(sidecar_t *app) {
+  const usc_config_t *c = &app->config;
+  if (c->backend == USC_BACKEND_NATIVE)
+    return 0;
+  usc_upstream_config_t upstream = {
+      .base_url = c->uapi_url,
+      .ca_file = c->uapi_ca_file[0] ? c->uapi_ca_file : NULL,
+      .timeout_ms = (uint32_t)(c->upstream_timeout_ns / 1000000),
+      .max_body = c->upstream_max_body,
+      .max_requests = c->upstream_max_requests,
+  };
+  if (usc_upstream_create(&app->loop, &upstream, &app->upstream) != 0) {
+    usc_log(USC_LOG_ERROR, "cannot start", "--uapi-url: cannot use %s",
+            c->uapi_url);
+    return USC_ERR_INVALID;
+  }
+  if (c->status_map_file[0] != '\0' && read_status_map(app) != 0)
+    return USC_ERR_INVALID;
+  return start_creds(app);
 }
 
 static int start_server(sidecar_t *app) {
@@ -115,8 +226,28 @@ static int start_server(sidecar_t *app) {
     usc_log(USC_LOG_ERROR, "cannot start", "%s", error);
     return USC_ERR_IO;
   }
-  usc_log(USC_LOG_INFO, "listening", "address=%s backend=native",
-          usc_h2_server_address(app->server));
+  static const char *const backends[] = {"native", "uapi", "auto"};
+  usc_log(USC_LOG_INFO, "listening", "address=%s backend=%s",
+          usc_h2_server_address(app->server), backends[app->config.backend]);
+  return 0;
+}
+
+static int start_rest(sidecar_t *app) {
+  if (app->config.rest_port < 0)
+    return 0;
+  usc_admin_config_t rest = {
+      .handler = usc_dispatch_rest_handler(),
+      .user = app->dispatch,
+  };
+  char error[512];
+  if (usc_admin_server_start(&app->loop, &rest, app->config.rest_host,
+                             app->config.rest_port, &app->rest, error,
+                             sizeof(error)) != 0) {
+    usc_log(USC_LOG_ERROR, "cannot start", "--rest-listen: %s", error);
+    return USC_ERR_IO;
+  }
+  usc_log(USC_LOG_INFO, "rest-facade serving", "address=%s",
+          usc_admin_server_address(app->rest));
   return 0;
 }
 
@@ -153,18 +284,16 @@ int main(int argc, char **argv) {
   if (rc >= 0)
     return rc;
   usc_log_init(app.config.log_format, app.config.log_level, NULL);
-  if (app.config.backend != USC_BACKEND_NATIVE) {
-    usc_log(USC_LOG_ERROR, "cannot start",
-            "only --backend native is available in this build");
-    return 2;
-  }
   uv_loop_init(&app.loop);
   signal(SIGPIPE, SIG_IGN);
-  if (start_engine(&app) != 0 || start_server(&app) != 0)
+  if (start_upstream(&app) != 0 || start_engine(&app) != 0 ||
+      start_server(&app) != 0 || start_rest(&app) != 0)
     return 1;
   start_signals(&app);
   uv_run(&app.loop, UV_RUN_DEFAULT);
   rc = uv_loop_close(&app.loop);
+  if (app.config.backend != USC_BACKEND_NATIVE)
+    usc_upstream_global_cleanup();
   usc_log(USC_LOG_INFO, "stopped", "clean=%s", rc == 0 ? "yes" : "no");
   return rc == 0 ? 0 : 1;
 }

@@ -1,5 +1,7 @@
 #include "src/dispatch/convert.h"
 
+#include "src/base/base.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -108,7 +110,7 @@ static bool convert_views(arena_t *arena, const usc_state_call_t *call,
 /* Natively there is no upstream host: the link is the call's UAPI path. */
 static char *self_link(arena_t *arena, const usc_state_call_t *call) {
   size_t cap =
-      32 + strlen(call->user) + strlen(call->extension) + USC_STATE_CALL_ID_LEN;
+      32 + strlen(call->user) + strlen(call->extension) + strlen(call->id);
   char *link = arena_alloc(arena, cap);
   if (link != NULL)
     snprintf(link, cap, "/uapi/phoneCalls/%s/%s/%s", call->user,
@@ -142,4 +144,57 @@ pb_call_t *convert_call(arena_t *arena, const usc_state_call_t *call,
   if (mask & USC_STATE_FIELD_LINKS)
     OPTIONAL(out->self_link, self_link(arena, call), ok);
   return ok ? out : NULL;
+}
+
+static int64_t time_ns(const Google__Protobuf__Timestamp *t) {
+  return t == NULL ? 0 : t->seconds * NS_PER_S + t->nanos;
+}
+
+static int from_uapi_enum(int value) { return value == UAPI_ZERO ? 0 : value; }
+
+static const char *optional_text(const char *s) { return s[0] ? s : NULL; }
+
+static void view_to_state(const pb_view_t *v, usc_state_view_t *out) {
+  memset(out, 0, sizeof(*out));
+  snprintf(out->id, sizeof(out->id), "%s", v->id);
+  out->extension = v->extension;
+  out->source = (const char *const *)v->source;
+  out->n_source = v->n_source;
+  out->destination = (const char *const *)v->destination;
+  out->n_destination = v->n_destination;
+  out->flow = v->flow;
+  out->status = from_uapi_enum(v->status);
+  out->ringing = time_ns(v->ringing);
+  out->caller_id = optional_text(v->caller_id);
+  out->recording = time_ns(v->recording);
+  out->answered = time_ns(v->answered);
+  out->parked = time_ns(v->parked);
+  out->parked_pos = v->parked_pos != NULL ? v->parked_pos->value : 0;
+  out->parked_by = optional_text(v->parked_by);
+  out->on_hold = time_ns(v->on_hold);
+  out->holder = v->holder != NULL ? v->holder->value : 0;
+  out->disposition = v->disposition == 0 ? -1 : from_uapi_enum(v->disposition);
+}
+
+int convert_to_state(arena_t *arena, const pb_call_t *pb,
+                     usc_state_call_t *out) {
+  if (pb->n_phone_call_views > USC_STATE_MAX_VIEWS)
+    return USC_ERR_TOO_LARGE;
+  usc_state_view_t *views =
+      arena_alloc(arena, (pb->n_phone_call_views + 1) * sizeof(*views));
+  if (views == NULL)
+    return USC_ERR_NOMEM;
+  for (size_t i = 0; i < pb->n_phone_call_views; i++)
+    view_to_state(pb->phone_call_views[i], &views[i]);
+  memset(out, 0, sizeof(*out));
+  out->id = pb->id;
+  out->extension = pb->extension;
+  out->owner_id = pb->owner_id;
+  out->owner_name = pb->owner_name;
+  out->published = time_ns(pb->published);
+  out->answered = time_ns(pb->answered);
+  out->nonce = optional_text(pb->nonce);
+  out->views = views;
+  out->n_views = pb->n_phone_call_views;
+  return 0;
 }

@@ -15,4 +15,11 @@ convert_call(arena_t *arena, const usc_state_call_t *call, uint32_t field_mask);
 
 Google__Protobuf__Timestamp *convert_time(arena_t *arena, int64_t ns);
 
+/* The other way, for mirroring upstream answers into the engine: a
+ * snapshot whose strings point into `pb` and whose views are in `arena`.
+ * Returns 0 or USC_ERR_NOMEM / USC_ERR_TOO_LARGE (more views than the
+ * engine holds). */
+int convert_to_state(arena_t *arena, const Uapi__Phonecalls__V1__PhoneCall *pb,
+                     usc_state_call_t *out);
+
 #endif

@@ -4,46 +4,13 @@
 #include <string.h>
 
 #include "src/base/base.h"
-#include "src/dispatch/arena.h"
 #include "src/dispatch/convert.h"
-#include "src/dispatch/methods.h"
-#include "src/dispatch/native.h"
+#include "src/dispatch/internal.h"
 #include "src/log/log.h"
 #include "uapi/phonecalls/v1/phonecalls.pb-c.h"
 
 #define ERROR_DOMAIN "uapi.voipnow.com"
 #define MAX_REQUEST_KEEP (64 * 1024)
-
-typedef struct rpc rpc_t;
-
-struct rpc {
-  usc_dispatch_t *dispatch;
-  usc_h2_call_t *call;
-  const method_t *method;
-  char path[128];
-  uint64_t start_ns;
-  uint8_t *request; /* the raw request message, kept until half-close */
-  size_t request_len;
-  size_t request_cap;
-  bool has_request;
-  usc_state_watch_t *watch;
-  rpc_t *next; /* in the watch list or the free list */
-  rpc_t *prev;
-};
-
-struct usc_dispatch {
-  usc_dispatch_config_t config;
-  uv_timer_t advance_timer;
-  int64_t advance_due; /* engine time of the armed timer, 0 = none */
-  arena_t arena;
-  arena_t event_arena;
-  rpc_t *watches;
-  rpc_t *free_rpcs;
-  fields_t fields;
-  native_t native;
-  void (*on_closed)(void *);
-  void *closed_user;
-};
 
 /* ---- answering ---- */
 
@@ -59,6 +26,11 @@ static void rpc_release(rpc_t *rpc) {
   rpc->request_len = 0;
   rpc->has_request = false;
   rpc->call = NULL;
+  rpc->msg = NULL;
+  rpc->probe = rpc->retried_auth = rpc->fetching = false;
+  rpc->headers_sent = false;
+  rpc->authorization[0] = '\0';
+  arena_reset(&rpc->arena);
   rpc->next = d->free_rpcs;
   d->free_rpcs = rpc;
 }
@@ -68,17 +40,31 @@ static void rpc_log(const rpc_t *rpc, usc_grpc_status_t status) {
       .method = rpc->path,
       .grpc_code = (int)status,
       .duration_ns = (int64_t)(mono_ns() - rpc->start_ns),
-      .backend = "native",
+      .backend = rpc->backend,
       .peer = usc_h2_call_peer(rpc->call),
       .request_id = usc_h2_call_header(rpc->call, "x-request-id"),
   };
   usc_log_rpc(&line);
 }
 
-static void rpc_finish(rpc_t *rpc, usc_grpc_status_t status,
-                       const char *uapi_code, const char *message) {
+/* Says who answered, in the response headers. */
+static void tell_backend(rpc_t *rpc) {
+  if (rpc->headers_sent)
+    return;
+  rpc->headers_sent = true;
+  usc_h2_call_add_initial_metadata(rpc->call, "x-uapi-backend", rpc->backend);
+}
+
+void rpc_open_stream(rpc_t *rpc) {
+  tell_backend(rpc);
+  usc_h2_call_send_headers(rpc->call);
+}
+
+void rpc_finish_extra(rpc_t *rpc, usc_grpc_status_t status,
+                      const char *uapi_code, const char *message,
+                      const usc_h2_header_t *extra, size_t n_extra) {
   char details[1024];
-  usc_h2_header_t trailers[2];
+  usc_h2_header_t trailers[4];
   size_t n = 0;
   if (status != USC_GRPC_OK) {
     if (uapi_code != NULL)
@@ -87,9 +73,17 @@ static void rpc_finish(rpc_t *rpc, usc_grpc_status_t status,
                                     details, sizeof(details)) > 0)
       trailers[n++] = (usc_h2_header_t){"grpc-status-details-bin", details};
   }
+  for (size_t i = 0; i < n_extra && n < USC_ARRAY_LEN(trailers); i++)
+    trailers[n++] = extra[i];
+  tell_backend(rpc);
   rpc_log(rpc, status);
   usc_h2_call_finish(rpc->call, status, message, trailers, n);
   rpc_release(rpc);
+}
+
+void rpc_finish(rpc_t *rpc, usc_grpc_status_t status, const char *uapi_code,
+                const char *message) {
+  rpc_finish_extra(rpc, status, uapi_code, message, NULL, 0);
 }
 
 static void rpc_fail_state(rpc_t *rpc, const usc_state_err_t *err) {
@@ -100,7 +94,8 @@ static void pack_message(const void *message, uint8_t *out) {
   protobuf_c_message_pack(message, out);
 }
 
-static void rpc_reply(rpc_t *rpc, const ProtobufCMessage *message) {
+void rpc_reply(rpc_t *rpc, const ProtobufCMessage *message) {
+  tell_backend(rpc);
   if (message == NULL) {
     rpc_finish(rpc, USC_GRPC_RESOURCE_EXHAUSTED, NULL,
                "out of memory building the response");
@@ -115,7 +110,7 @@ static void rpc_reply(rpc_t *rpc, const ProtobufCMessage *message) {
   rpc_finish(rpc, USC_GRPC_OK, NULL, NULL);
 }
 
-static void rpc_conclude(rpc_t *rpc, const outcome_t *out) {
+void rpc_conclude(rpc_t *rpc, const outcome_t *out) {
   if (out->status != USC_GRPC_OK)
     rpc_finish(rpc, out->status, out->uapi_code, out->message);
   else
@@ -127,6 +122,8 @@ static void rpc_conclude(rpc_t *rpc, const outcome_t *out) {
 static int64_t now_ns(const usc_dispatch_t *d) {
   return d->config.clock(d->config.clock_user);
 }
+
+int64_t dispatch_now_ns(const usc_dispatch_t *d) { return now_ns(d); }
 
 static void on_advance_timer(uv_timer_t *timer);
 
@@ -215,7 +212,7 @@ static void handle_watch(rpc_t *rpc, const void *msg) {
     d->watches->prev = rpc;
   d->watches = rpc;
   /* Headers now, so the client knows the stream is live before any event. */
-  usc_h2_call_send_headers(rpc->call);
+  rpc_open_stream(rpc);
 }
 
 void usc_dispatch_end_streams(usc_dispatch_t *d) {
@@ -224,30 +221,42 @@ void usc_dispatch_end_streams(usc_dispatch_t *d) {
     watch_unlink(rpc);
     rpc_finish(rpc, USC_GRPC_OK, NULL, NULL);
   }
+  pollers_end_streams(d);
 }
 
 /* ---- h2 handler ---- */
 
+void serve_native(rpc_t *rpc, const ProtobufCMessage *msg) {
+  usc_dispatch_t *d = rpc->dispatch;
+  outcome_t out;
+  native_serve(&d->native, rpc->method, msg, NULL, &d->arena, &out);
+  rpc_conclude(rpc, &out);
+  arena_reset(&d->arena);
+}
+
+/* A request served at once is decoded into the shared arena; one that
+ * waits for the upstream, into its own. */
 static void run(rpc_t *rpc) {
   usc_dispatch_t *d = rpc->dispatch;
-  void *msg =
-      protobuf_c_message_unpack(rpc->method->request, &d->arena.allocator,
-                                rpc->request_len, rpc->request);
+  bool native = d->config.backend == USC_BACKEND_NATIVE;
+  arena_t *arena = native ? &d->arena : &rpc->arena;
+  ProtobufCMessage *msg = protobuf_c_message_unpack(
+      rpc->method->request, &arena->allocator, rpc->request_len, rpc->request);
   if (msg == NULL) {
-    arena_reset(&d->arena);
+    arena_reset(arena);
     rpc_finish(rpc, USC_GRPC_INTERNAL, NULL,
                "grpc: error unmarshalling request: the bytes are not a "
                "valid message of the method's type");
-    return;
-  }
-  if (rpc->method->kind == KIND_WATCH) {
+  } else if (rpc->method->kind == KIND_WATCH && native) {
     handle_watch(rpc, msg);
+    arena_reset(arena);
+  } else if (rpc->method->kind == KIND_WATCH) {
+    poller_watch(rpc, msg);
+  } else if (native) {
+    serve_native(rpc, msg);
   } else {
-    outcome_t out;
-    native_serve(&d->native, rpc->method, msg, NULL, &d->arena, &out);
-    rpc_conclude(rpc, &out);
+    uapi_serve(rpc, msg);
   }
-  arena_reset(&d->arena);
 }
 
 static const method_t *find_method(const char *path, size_t len, char *error,
@@ -279,8 +288,10 @@ static rpc_t *rpc_new(usc_dispatch_t *d) {
     return rpc;
   }
   rpc = usc_calloc(1, sizeof(*rpc));
-  if (rpc != NULL)
+  if (rpc != NULL) {
     rpc->dispatch = d;
+    arena_init(&rpc->arena);
+  }
   return rpc;
 }
 
@@ -298,14 +309,12 @@ static void on_start(void *user, usc_h2_call_t *call, const char *path,
     return;
   }
   rpc_t *rpc = rpc_new(d);
-  if (rpc == NULL ||
-      usc_h2_call_add_initial_metadata(call, "x-uapi-backend", "native")) {
-    if (rpc != NULL)
-      rpc_release(rpc);
+  if (rpc == NULL) {
     usc_h2_call_finish(call, USC_GRPC_RESOURCE_EXHAUSTED, "out of memory", NULL,
                        0);
     return;
   }
+  rpc->backend = d->config.backend == USC_BACKEND_NATIVE ? "native" : "uapi";
   rpc->call = call;
   rpc->method = method;
   rpc->start_ns = mono_ns();
@@ -352,6 +361,9 @@ static void on_cancel(void *user, usc_h2_call_t *call, usc_grpc_status_t why) {
   rpc_t *rpc = usc_h2_call_user(call);
   if (rpc->watch != NULL)
     watch_unlink(rpc);
+  if (rpc->poller != NULL)
+    poller_unwatch(rpc);
+  uapi_cancel(rpc);
   rpc_log(rpc, why);
   rpc_release(rpc);
 }
@@ -374,6 +386,7 @@ int usc_dispatch_new(const usc_dispatch_config_t *config,
   arena_init(&d->arena);
   arena_init(&d->event_arena);
   fields_init(&d->fields);
+  breaker_init(&d->breaker, config->breaker_failures, config->breaker_open_ms);
   d->native = (native_t){
       .state = config->state,
       .fields = &d->fields,
@@ -399,6 +412,7 @@ static void on_timer_closed(uv_handle_t *handle) {
     rpc_t *rpc = d->free_rpcs;
     d->free_rpcs = rpc->next;
     usc_free(rpc->request);
+    arena_free(&rpc->arena);
     usc_free(rpc);
   }
   usc_free(d);
@@ -410,5 +424,6 @@ void usc_dispatch_close(usc_dispatch_t *d, void (*on_closed)(void *),
                         void *closed_user) {
   d->on_closed = on_closed;
   d->closed_user = closed_user;
+  pollers_close(d);
   uv_close((uv_handle_t *)&d->advance_timer, on_timer_closed);
 }

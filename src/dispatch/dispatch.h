@@ -10,8 +10,13 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "src/admin/admin.h"
+#include "src/config/config.h"
+#include "src/creds/creds.h"
 #include "src/h2/h2.h"
 #include "src/state/state.h"
+#include "src/upstream/upstream.h"
+#include "src/xlate/xlate.h"
 
 typedef struct usc_dispatch usc_dispatch_t;
 
@@ -22,6 +27,16 @@ typedef struct {
   int64_t (*clock)(void *clock_user);
   void *clock_user;
   int64_t ring_ns; /* the engine's ring delay, to wake it when due */
+
+  /* Who answers; with uapi or auto the rest is needed. */
+  usc_backend_t backend;
+  usc_upstream_t *upstream; /* borrowed */
+  usc_creds_t *creds; /* borrowed; NULL: forward the client's authorization */
+  const usc_xlate_status_map_t *status_map; /* borrowed; NULL: defaults */
+  size_t upstream_max_body;                 /* for messages */
+  uint32_t breaker_failures;
+  uint64_t breaker_open_ms;
+  uint64_t watch_poll_ms;
 } usc_dispatch_config_t;
 
 /* Returns 0 or USC_ERR_NOMEM; *out written on success. */
@@ -29,6 +44,10 @@ int usc_dispatch_new(const usc_dispatch_config_t *config, usc_dispatch_t **out);
 
 /* The handler to give the h2 server, with the dispatcher as its user. */
 const usc_h2_handler_t *usc_dispatch_handler(void);
+
+/* The UAPI REST facade's handler for an admin server, with the dispatcher
+ * as its user: UAPI REST requests answered by the native engine. */
+const usc_admin_handler_t *usc_dispatch_rest_handler(void);
 
 /* Ends every open WatchPhoneCalls stream with OK (server shutdown). */
 void usc_dispatch_end_streams(usc_dispatch_t *dispatch);

@@ -84,6 +84,11 @@ const char *usc_h2_call_header(const usc_h2_call_t *call, const char *name) {
   return strcmp(name, "x-request-id") == 0 ? call->request_id : NULL;
 }
 
+uint64_t usc_h2_call_deadline(const usc_h2_call_t *call) {
+  check_open(call);
+  return 0;
+}
+
 const char *usc_h2_call_peer(const usc_h2_call_t *call) {
   check_open(call);
   return call->peer;

@@ -1,6 +1,6 @@
 #include "src/dispatch/native.h"
 
-#include <stdio.h>
+#include <string.h>
 
 #include "src/dispatch/convert.h"
 #include "uapi/phonecalls/v1/phonecalls.pb-c.h"
@@ -142,10 +142,11 @@ hangup_response(arena_t *arena, char **ids, size_t n_ids) {
     return NULL;
   uapi__phonecalls__v1__hangup_phone_calls_response__init(out);
   for (size_t i = 0; i < n_ids; i++) {
-    copy[i] = arena_alloc(arena, USC_STATE_CALL_ID_LEN + 1);
+    size_t size = strlen(ids[i]) + 1;
+    copy[i] = arena_alloc(arena, size);
     if (copy[i] == NULL)
       return NULL;
-    snprintf(copy[i], USC_STATE_CALL_ID_LEN + 1, "%s", ids[i]);
+    memcpy(copy[i], ids[i], size);
   }
   out->n_phone_call_ids = n_ids;
   out->phone_call_ids = copy;

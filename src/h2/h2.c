@@ -45,8 +45,7 @@ struct usc_h2_call {
   bool timeout_bad;
   bool started;
   bool half_closed;
-  int64_t deadline; /* loop time in ms, 0 = none */
-  size_t heap_index;
+  usc_heap_node_t deadline; /* key: loop time in ms, 0 = none */
   strbuf_t path;
   strbuf_t headers; /* captured "name\0value\0" pairs */
   usc_grpc_deframer_t deframer;
@@ -96,10 +95,8 @@ struct usc_h2_server {
   uv_timer_t deadline_timer;
   conn_t *conns;
   conn_t *dirty;
-  usc_h2_call_t **heap;
-  size_t heap_len;
-  size_t heap_cap;
-  usc_h2_call_t *pool; /* free calls, linked by next_in_conn */
+  usc_heap_t deadlines; /* the started calls that have a deadline */
+  usc_h2_call_t *pool;  /* free calls, linked by next_in_conn */
   size_t active_calls;
   nghttp2_session_callbacks *callbacks;
   nghttp2_option *option;
@@ -170,79 +167,20 @@ static nghttp2_nv make_nv(const char *name, const char *value) {
                       strlen(value), NGHTTP2_NV_FLAG_NONE};
 }
 
-/* ---- deadline heap (min-heap on call->deadline) ---- */
-
-static void heap_swap(usc_h2_server_t *s, size_t a, size_t b) {
-  usc_h2_call_t *t = s->heap[a];
-  s->heap[a] = s->heap[b];
-  s->heap[b] = t;
-  s->heap[a]->heap_index = a;
-  s->heap[b]->heap_index = b;
-}
-
-static void heap_up(usc_h2_server_t *s, size_t i) {
-  while (i > 0 && s->heap[(i - 1) / 2]->deadline > s->heap[i]->deadline) {
-    heap_swap(s, i, (i - 1) / 2);
-    i = (i - 1) / 2;
-  }
-}
-
-static void heap_down(usc_h2_server_t *s, size_t i) {
-  for (;;) {
-    size_t smallest = i;
-    size_t l = 2 * i + 1;
-    size_t r = l + 1;
-    if (l < s->heap_len && s->heap[l]->deadline < s->heap[smallest]->deadline)
-      smallest = l;
-    if (r < s->heap_len && s->heap[r]->deadline < s->heap[smallest]->deadline)
-      smallest = r;
-    if (smallest == i)
-      return;
-    heap_swap(s, i, smallest);
-    i = smallest;
-  }
-}
-
-static int heap_push(usc_h2_server_t *s, usc_h2_call_t *call) {
-  if (s->heap_len == s->heap_cap) {
-    size_t cap = s->heap_cap ? s->heap_cap * 2 : 64;
-    usc_h2_call_t **grown = usc_realloc(s->heap, cap * sizeof(*grown));
-    if (grown == NULL)
-      return USC_ERR_NOMEM;
-    s->heap = grown;
-    s->heap_cap = cap;
-  }
-  call->heap_index = s->heap_len;
-  s->heap[s->heap_len++] = call;
-  heap_up(s, call->heap_index);
-  return 0;
-}
-
-static void heap_remove(usc_h2_server_t *s, usc_h2_call_t *call) {
-  size_t i = call->heap_index;
-  if (i == SIZE_MAX)
-    return;
-  call->heap_index = SIZE_MAX;
-  s->heap_len--;
-  if (i == s->heap_len)
-    return;
-  s->heap[i] = s->heap[s->heap_len];
-  s->heap[i]->heap_index = i;
-  heap_up(s, i);
-  heap_down(s, s->heap[i]->heap_index);
-}
+/* ---- deadlines ---- */
 
 static void on_deadline_timer(uv_timer_t *timer);
 
 static void arm_deadline_timer(usc_h2_server_t *s) {
   if (s->closing)
     return;
-  if (s->heap_len == 0) {
+  usc_heap_node_t *first = usc_heap_peek(&s->deadlines);
+  if (first == NULL) {
     uv_timer_stop(&s->deadline_timer);
     return;
   }
   uint64_t now = uv_now(s->loop);
-  uint64_t due = (uint64_t)s->heap[0]->deadline;
+  uint64_t due = (uint64_t)first->key;
   uv_timer_start(&s->deadline_timer, on_deadline_timer,
                  due > now ? due - now : 0, 0);
 }
@@ -347,7 +285,6 @@ static usc_h2_call_t *call_new(conn_t *c, int32_t stream_id) {
   }
   call->conn = c;
   call->stream_id = stream_id;
-  call->heap_index = SIZE_MAX;
   usc_grpc_deframer_init(&call->deframer, s->config.max_recv_message_size);
   call->prev_in_conn = NULL;
   call->next_in_conn = c->calls;
@@ -371,7 +308,7 @@ static void strbuf_recycle(strbuf_t *b) {
 static void call_free(usc_h2_call_t *call) {
   conn_t *c = call->conn;
   usc_h2_server_t *s = c->server;
-  heap_remove(s, call);
+  usc_heap_remove(&s->deadlines, &call->deadline);
   if (call->prev_in_conn != NULL)
     call->prev_in_conn->next_in_conn = call->next_in_conn;
   else
@@ -474,6 +411,10 @@ void usc_h2_call_set_user(usc_h2_call_t *call, void *user) {
 }
 
 void *usc_h2_call_user(const usc_h2_call_t *call) { return call->user; }
+
+uint64_t usc_h2_call_deadline(const usc_h2_call_t *call) {
+  return call->deadline.key > 0 ? (uint64_t)call->deadline.key : 0;
+}
 
 const char *usc_h2_call_peer(const usc_h2_call_t *call) {
   return call->conn->peer;
@@ -595,7 +536,7 @@ static void finish_stream(usc_h2_call_t *call, usc_grpc_status_t status,
                           const char *message, const usc_h2_header_t *extra,
                           size_t n_extra, uint32_t reset_code) {
   call->finished = true;
-  heap_remove(call->conn->server, call);
+  usc_heap_remove(&call->conn->server->deadlines, &call->deadline);
   reset_after_end(call, reset_code);
   if (build_trailers(call, status, message, extra, n_extra) != 0) {
     nghttp2_submit_rst_stream(call->conn->session, NGHTTP2_FLAG_NONE,
@@ -629,9 +570,11 @@ static void fail_call(usc_h2_call_t *call, usc_grpc_status_t status,
 static void on_deadline_timer(uv_timer_t *timer) {
   usc_h2_server_t *s = timer->data;
   uint64_t now = uv_now(s->loop);
-  while (s->heap_len > 0 && (uint64_t)s->heap[0]->deadline <= now) {
-    usc_h2_call_t *call = s->heap[0];
-    heap_remove(s, call);
+  usc_heap_node_t *first;
+  while ((first = usc_heap_peek(&s->deadlines)) != NULL &&
+         (uint64_t)first->key <= now) {
+    usc_h2_call_t *call = USC_CONTAINER_OF(first, usc_h2_call_t, deadline);
+    usc_heap_remove(&s->deadlines, first);
     call_cancel(call, USC_GRPC_DEADLINE_EXCEEDED);
     finish_stream(call, USC_GRPC_DEADLINE_EXCEEDED, "Deadline Exceeded", NULL,
                   0, NGHTTP2_CANCEL);
@@ -691,7 +634,7 @@ static void set_deadline(usc_h2_call_t *call, const uint8_t *v, size_t len) {
   }
   int64_t ms = ns / 1000000 + (ns % 1000000 != 0);
   uint64_t now = uv_now(call->conn->server->loop);
-  call->deadline =
+  call->deadline.key =
       ms > INT64_MAX - (int64_t)now ? INT64_MAX : (int64_t)now + ms;
 }
 
@@ -750,8 +693,8 @@ static void start_call(usc_h2_call_t *call) {
                   "unsupported grpc-encoding; this server accepts identity",
                   &accept, 1, NGHTTP2_NO_ERROR);
   } else {
-    if (call->deadline != 0) {
-      if (heap_push(s, call) != 0) {
+    if (call->deadline.key != 0) {
+      if (usc_heap_push(&s->deadlines, &call->deadline) != 0) {
         fail_call(call, USC_GRPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
       }
@@ -1089,7 +1032,7 @@ static void server_free(usc_h2_server_t *s) {
     usc_free(call->out);
     usc_free(call);
   }
-  usc_free(s->heap);
+  usc_heap_free(&s->deadlines);
   nghttp2_session_callbacks_del(s->callbacks);
   nghttp2_option_del(s->option);
 }

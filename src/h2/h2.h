@@ -89,6 +89,10 @@ void *usc_h2_call_user(const usc_h2_call_t *call);
  * traceparent, tracestate, user-agent), or NULL. */
 const char *usc_h2_call_header(const usc_h2_call_t *call, const char *name);
 
+/* When the call's grpc-timeout runs out, in loop time (uv_now, ms); 0
+ * when it has none. */
+uint64_t usc_h2_call_deadline(const usc_h2_call_t *call);
+
 /* "ip:port" of the client. */
 const char *usc_h2_call_peer(const usc_h2_call_t *call);
 

@@ -2,19 +2,22 @@
  *
  * Layout. Each call is one `rec_t` allocation that holds the public
  * usc_state_call_t, the engine's bookkeeping and, behind them, every
- * string given at creation (the source and destination arrays are shared
- * by legs 00 and 01). The legs are a second allocation, grown when
- * someone barges in. A string an action writes later is a separate
- * allocation owned by its leg (`owned` says which ones), so replacing it
- * frees exactly what it must.
+ * string given at creation, id included (the source and destination
+ * arrays of a created call are shared by legs 00 and 01; a mirrored call,
+ * copied from a snapshot, has its own per leg). The legs are a second
+ * allocation, grown when someone barges in. A string an action writes
+ * later (parked_by too) is a separate allocation owned by its leg
+ * (`owned` says which ones), so replacing it frees exactly what it must.
  *
  * Indexes. A hash table (linear probing, backward-shift deletion) finds a
- * call by id; a list keeps every call ordered by (published, creation)
- * for List and Hangup; a min-heap on each call's next deadline (ringing
- * that turns into an answer, parking that runs out) lets advance find due
- * work without a scan; a list of the calls with a parked leg serves park
- * positions. The table and heap are grown before a call is built, so
- * nothing can fail once a change has begun. */
+ * call by user and id; a list keeps every call ordered by (published,
+ * creation) for List and Hangup; a min-heap (base's) on each call's next
+ * deadline (ringing that turns into an answer, parking that runs out)
+ * lets advance find due work without a scan; a list of the calls with a
+ * parked leg serves park positions. The table and heap are grown before a
+ * call is built, so nothing can fail once a change has begun. A mirrored
+ * call has no deadline: a leg parked upstream has no limit here
+ * (park_secs 0). */
 #include "src/state/state.h"
 
 #include <stdarg.h>
@@ -33,7 +36,6 @@
 #define PARK_MAX_S 3600
 #define MAX_NUMBER_LEN 32
 #define MIN_TABLE_CAP 16
-#define NOT_IN_HEAP SIZE_MAX
 
 #define CALL_ID_CODE USC_UAPI_CALL_INVALID
 #define VIEW_ID_CODE USC_UAPI_VIEW_INVALID
@@ -42,8 +44,8 @@ enum { FLOW_LOCAL = 2, FLOW_OUTGOING = 4, FLOW_INCOMING = 8 };
 enum { ST_RINGING = 3, ST_OTHER_RINGING = 4, ST_ON_CALL = 5 };
 
 /* Leg strings allocated by an action rather than kept in the call's
- * creation block. parked_by is always allocated. */
-enum { OWN_EXT = 1, OWN_SRC = 2, OWN_DST = 4, OWN_CALLER = 8 };
+ * creation block. */
+enum { OWN_EXT = 1, OWN_SRC = 2, OWN_DST = 4, OWN_CALLER = 8, OWN_PARKED = 16 };
 
 typedef struct rec rec_t;
 struct rec {
@@ -53,11 +55,11 @@ struct rec {
   rec_t *park_prev, *park_next; /* calls with a parked leg */
   uint64_t seq;                 /* creation order */
   int64_t ring_at;              /* when ringing legs answer; 0: none */
-  int64_t due;                  /* the heap key: next deadline; 0: none */
-  size_t heap_pos;
-  uint16_t park_secs[USC_STATE_MAX_VIEWS];
+  usc_heap_node_t due;          /* key: the next deadline (0: none); tie: seq */
+  uint16_t park_secs[USC_STATE_MAX_VIEWS]; /* 0: parked with no limit */
   uint8_t owned[USC_STATE_MAX_VIEWS];
   uint8_t n_parked;
+  bool kept;          /* usc_state_retain's mark */
   const char *strs[]; /* sources, destinations, then the text */
 };
 
@@ -81,8 +83,7 @@ struct usc_state {
   size_t n_calls;
   rec_t *head, *tail;
   rec_t *parked;
-  rec_t **heap;
-  size_t heap_len, heap_cap;
+  usc_heap_t heap;
   usc_state_watch_t *watchers;
 };
 
@@ -100,9 +101,11 @@ typedef struct {
   bool owned;
 } prior_t;
 
+/* A filter's date-time: nanoseconds, or, when outside their range
+ * (`exact` false), INT64_MIN for earlier and INT64_MAX for later. */
 typedef struct {
-  int64_t s;
-  int32_t ns;
+  int64_t ns;
+  bool exact;
 } instant_t;
 
 enum { BY_NONE, BY_ID, BY_PUBLISHED };
@@ -267,25 +270,34 @@ static bool call_has_number(const usc_state_call_t *call, const char *num) {
 
 /* ---- the id table ---- */
 
-static size_t home(const usc_state_t *s, const char *id) {
+/* A call is known by its user and id: two users may hold the same id. */
+static size_t home(const usc_state_t *s, const char *user, const char *id) {
   uint64_t h = UINT64_C(14695981039346656037); /* FNV-1a */
+  for (; *user != '\0'; user++)
+    h = (h ^ (unsigned char)*user) * UINT64_C(1099511628211);
+  h *= UINT64_C(1099511628211); /* the NUL between them */
   for (; *id != '\0'; id++)
     h = (h ^ (unsigned char)*id) * UINT64_C(1099511628211);
   return (size_t)h & (s->table_cap - 1);
 }
 
-static rec_t *find(const usc_state_t *s, const char *id) {
+static size_t home_of(const usc_state_t *s, const rec_t *r) {
+  return home(s, r->call.user, r->call.id);
+}
+
+static rec_t *find(const usc_state_t *s, const char *user, const char *id) {
   if (s->table_cap == 0)
     return NULL;
-  for (size_t i = home(s, id);; i = (i + 1) & (s->table_cap - 1)) {
+  for (size_t i = home(s, user, id);; i = (i + 1) & (s->table_cap - 1)) {
     rec_t *r = s->table[i];
-    if (r == NULL || strcmp(r->call.id, id) == 0)
+    if (r == NULL ||
+        (strcmp(r->call.id, id) == 0 && strcmp(r->call.user, user) == 0))
       return r;
   }
 }
 
 static void table_put(usc_state_t *s, rec_t *r) {
-  size_t i = home(s, r->call.id);
+  size_t i = home_of(s, r);
   while (s->table[i] != NULL)
     i = (i + 1) & (s->table_cap - 1);
   s->table[i] = r;
@@ -309,13 +321,13 @@ static int table_reserve(usc_state_t *s, size_t n) {
 }
 
 static void table_remove(usc_state_t *s, const rec_t *r) {
-  size_t mask = s->table_cap - 1, hole = home(s, r->call.id);
+  size_t mask = s->table_cap - 1, hole = home_of(s, r);
   while (s->table[hole] != r)
     hole = (hole + 1) & mask;
   /* Entries after the hole move back into it unless that would put them
    * before their home slot. */
   for (size_t j = (hole + 1) & mask; s->table[j] != NULL; j = (j + 1) & mask) {
-    size_t from_home = (j - home(s, s->table[j]->call.id)) & mask;
+    size_t from_home = (j - home_of(s, s->table[j])) & mask;
     if (from_home >= ((j - hole) & mask)) {
       s->table[hole] = s->table[j];
       hole = j;
@@ -326,61 +338,10 @@ static void table_remove(usc_state_t *s, const rec_t *r) {
 
 /* ---- the deadline heap ---- */
 
-static bool heap_before(const rec_t *a, const rec_t *b) {
-  return a->due < b->due || (a->due == b->due && a->seq < b->seq);
-}
-
-static void heap_place(usc_state_t *s, rec_t *r, size_t i) {
-  s->heap[i] = r;
-  r->heap_pos = i;
-}
-
-static void sift_up(usc_state_t *s, rec_t *r) {
-  size_t i = r->heap_pos;
-  while (i > 0 && heap_before(r, s->heap[(i - 1) / 2])) {
-    heap_place(s, s->heap[(i - 1) / 2], i);
-    i = (i - 1) / 2;
-  }
-  heap_place(s, r, i);
-}
-
-static void sift_down(usc_state_t *s, rec_t *r) {
-  size_t i = r->heap_pos;
-  for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= s->heap_len)
-      break;
-    if (c + 1 < s->heap_len && heap_before(s->heap[c + 1], s->heap[c]))
-      c++;
-    if (!heap_before(s->heap[c], r))
-      break;
-    heap_place(s, s->heap[c], i);
-    i = c;
-  }
-  heap_place(s, r, i);
-}
-
-static void heap_remove(usc_state_t *s, rec_t *r) {
-  rec_t *last = s->heap[--s->heap_len];
-  size_t i = r->heap_pos;
-  r->heap_pos = NOT_IN_HEAP;
-  if (last == r)
-    return;
-  heap_place(s, last, i);
-  sift_up(s, last);
-  sift_down(s, last);
-}
-
-static int heap_reserve(usc_state_t *s, size_t n) {
-  if (n <= s->heap_cap)
-    return 0;
-  size_t cap = s->heap_cap ? s->heap_cap * 2 : MIN_TABLE_CAP;
-  rec_t **heap = usc_realloc(s->heap, cap * sizeof *heap);
-  if (heap == NULL)
-    return USC_ERR_NOMEM;
-  s->heap = heap;
-  s->heap_cap = cap;
-  return 0;
+/* Whether a leg's parking runs out: a leg parked upstream (in a mirrored
+ * call) has no limit the engine knows of. */
+static bool park_expires(const rec_t *r, size_t i) {
+  return r->legs[i].parked != 0 && r->park_secs[i] != 0;
 }
 
 static int64_t park_end(const rec_t *r, size_t i) {
@@ -390,7 +351,7 @@ static int64_t park_end(const rec_t *r, size_t i) {
 static int64_t next_due(const rec_t *r) {
   int64_t due = r->ring_at;
   for (size_t i = 0; i < r->call.n_views; i++)
-    if (r->legs[i].parked != 0 && (due == 0 || park_end(r, i) < due))
+    if (park_expires(r, i) && (due == 0 || park_end(r, i) < due))
       due = park_end(r, i);
   return due;
 }
@@ -398,16 +359,15 @@ static int64_t next_due(const rec_t *r) {
 /* Re-keys a call after a change to its ringing or parking. The heap has
  * room for every call, so this cannot fail. */
 static void heap_update(usc_state_t *s, rec_t *r) {
-  r->due = next_due(r);
-  if (r->due == 0) {
-    if (r->heap_pos != NOT_IN_HEAP)
-      heap_remove(s, r);
-    return;
+  int64_t due = next_due(r);
+  if (due == 0) {
+    usc_heap_remove(&s->heap, &r->due);
+  } else if (usc_heap_node_in_heap(&r->due)) {
+    usc_heap_update(&s->heap, &r->due, due);
+  } else {
+    r->due.key = due;
+    (void)usc_heap_push(&s->heap, &r->due);
   }
-  if (r->heap_pos == NOT_IN_HEAP)
-    heap_place(s, r, s->heap_len++);
-  sift_up(s, r);
-  sift_down(s, r);
 }
 
 /* ---- the published-order list and the parked list ---- */
@@ -489,7 +449,8 @@ static void free_leg_text(rec_t *r, size_t i) {
     usc_free((void *)v->destination);
   if (r->owned[i] & OWN_CALLER)
     usc_free((void *)v->caller_id);
-  usc_free((void *)v->parked_by);
+  if (r->owned[i] & OWN_PARKED)
+    usc_free((void *)v->parked_by);
 }
 
 static void free_call(rec_t *r) {
@@ -502,8 +463,7 @@ static void free_call(rec_t *r) {
 static void end_call(usc_state_t *s, rec_t *r, int64_t now) {
   table_remove(s, r);
   list_unlink(s, r);
-  if (r->heap_pos != NOT_IN_HEAP)
-    heap_remove(s, r);
+  usc_heap_remove(&s->heap, &r->due);
   if (r->n_parked > 0)
     park_unlink(s, r);
   s->n_calls--;
@@ -528,7 +488,9 @@ static void answer_ringing(rec_t *r, int64_t t) {
 
 static void clear_park(usc_state_t *s, rec_t *r, size_t i) {
   usc_state_view_t *v = &r->legs[i];
-  usc_free((void *)v->parked_by);
+  if (r->owned[i] & OWN_PARKED)
+    usc_free((void *)v->parked_by);
+  r->owned[i] &= (uint8_t)~OWN_PARKED;
   v->parked_by = NULL;
   v->parked = 0;
   v->parked_pos = 0;
@@ -542,19 +504,20 @@ static void apply_due(usc_state_t *s, rec_t *r, int64_t t) {
   if (r->ring_at != 0 && r->ring_at <= t)
     answer_ringing(r, t);
   for (size_t i = 0; i < r->call.n_views; i++)
-    if (r->legs[i].parked != 0 && park_end(r, i) <= t)
+    if (park_expires(r, i) && park_end(r, i) <= t)
       clear_park(s, r, i);
 }
 
 int64_t usc_state_advance(usc_state_t *state, int64_t now) {
-  while (state->heap_len > 0 && state->heap[0]->due <= now) {
-    rec_t *r = state->heap[0];
-    int64_t t = r->due;
+  usc_heap_node_t *first;
+  while ((first = usc_heap_peek(&state->heap)) != NULL && first->key <= now) {
+    rec_t *r = USC_CONTAINER_OF(first, rec_t, due);
+    int64_t t = first->key;
     apply_due(state, r, t);
     heap_update(state, r);
     emit(state, USC_STATE_EVENT_UPDATED, r, t, NULL);
   }
-  return state->heap_len > 0 ? state->heap[0]->due : 0;
+  return first != NULL ? first->key : 0;
 }
 
 /* ---- engine ---- */
@@ -593,7 +556,7 @@ void usc_state_free(usc_state_t *state) {
     usc_free(w);
   }
   usc_free(state->table);
-  usc_free(state->heap);
+  usc_heap_free(&state->heap);
   usc_free(state->default_user);
   usc_free(state->owner_name);
   usc_free(state);
@@ -673,7 +636,7 @@ static int check_address(const usc_state_t *s, const usc_state_address_t *a,
 
 static int find_visible(const usc_state_t *s, const target_t *t, rec_t **out,
                         usc_state_err_t *err) {
-  rec_t *r = find(s, t->id);
+  rec_t *r = find(s, t->user, t->id);
   if (r == NULL || !visible(r, t))
     return NOT_FOUND(err, CALL_ID_CODE,
                      "phone call '%s' not found for user '%.40s' and "
@@ -705,7 +668,7 @@ static int make_room(usc_state_t *s, usc_state_err_t *err) {
                 "the engine already holds its limit of %zu calls: hang some "
                 "up or raise --max-calls",
                 s->max_calls);
-  if (heap_reserve(s, s->n_calls + 1) != 0 ||
+  if (usc_heap_reserve(&s->heap, s->n_calls + 1) != 0 ||
       table_reserve(s, s->n_calls + 1) != 0)
     return NO_MEMORY(err, "creating a call");
   return 0;
@@ -713,9 +676,11 @@ static int make_room(usc_state_t *s, usc_state_err_t *err) {
 
 static size_t text_size(const char *s) { return is_set(s) ? strlen(s) + 1 : 0; }
 
+/* The call's block; its id goes last. */
 static size_t call_size(const usc_state_create_t *req, const char *user) {
   size_t n = sizeof(rec_t) +
-             (req->n_source + req->n_destination) * sizeof(const char *);
+             (req->n_source + req->n_destination) * sizeof(const char *) +
+             USC_STATE_CALL_ID_LEN + 1;
   n += text_size(user) + text_size(req->address.extension) +
        text_size(req->nonce) + text_size(req->caller_id) +
        text_size(req->caller_destination);
@@ -743,7 +708,7 @@ static uint64_t splitmix64(uint64_t *x) {
   return z ^ (z >> 31);
 }
 
-static void new_id(usc_state_t *s, char *id) {
+static void new_id(usc_state_t *s, const char *user, char *id) {
   static const char HEX[] = "0123456789abcdef";
   do {
     uint64_t hi = splitmix64(&s->rng), lo = splitmix64(&s->rng);
@@ -752,7 +717,7 @@ static void new_id(usc_state_t *s, char *id) {
     for (int i = 0; i < 4; i++)
       id[16 + i] = HEX[(lo >> (60 - 4 * i)) & 15];
     id[USC_STATE_CALL_ID_LEN] = '\0';
-  } while (find(s, id) != NULL);
+  } while (find(s, user, id) != NULL);
 }
 
 static void init_leg(usc_state_view_t *v, size_t n) {
@@ -823,7 +788,8 @@ static void fill_call(usc_state_t *s, rec_t *r, const usc_state_create_t *req,
 
 static int new_call(usc_state_t *s, const usc_state_create_t *req,
                     const char *user, int64_t now, rec_t **out) {
-  rec_t *r = usc_calloc(1, call_size(req, user));
+  size_t size = call_size(req, user);
+  rec_t *r = usc_calloc(1, size);
   usc_state_view_t *legs = usc_calloc(2, sizeof *legs);
   if (r == NULL || legs == NULL) {
     usc_free(r);
@@ -833,10 +799,12 @@ static int new_call(usc_state_t *s, const usc_state_create_t *req,
   r->legs = legs;
   r->call.views = legs;
   r->call.n_views = 2;
-  r->heap_pos = NOT_IN_HEAP;
   fill_call(s, r, req, user, now);
-  new_id(s, r->call.id);
+  char *id = (char *)r + size - (USC_STATE_CALL_ID_LEN + 1);
+  new_id(s, r->call.user, id);
+  r->call.id = id;
   r->seq = s->next_seq++;
+  r->due.tie = r->seq;
   *out = r;
   return 0;
 }
@@ -889,111 +857,18 @@ int usc_state_get(usc_state_t *state, const usc_state_address_t *address,
 
 /* ---- list: RFC 3339 date-times ---- */
 
-static bool take_digits(const char **p, const char *end, int n, int *out) {
-  int v = 0;
-  for (int i = 0; i < n; i++, (*p)++) {
-    if (*p >= end || **p < '0' || **p > '9')
-      return false;
-    v = v * 10 + (**p - '0');
-  }
-  *out = v;
-  return true;
-}
-
-static bool take_char(const char **p, const char *end, const char *any) {
-  if (*p >= end || **p == '\0' || strchr(any, **p) == NULL)
-    return false;
-  (*p)++;
-  return true;
-}
-
-typedef struct {
-  int year, month, day, hour, min, sec;
-} civil_t;
-
-static bool take_civil(const char **p, const char *end, civil_t *c) {
-  return take_digits(p, end, 4, &c->year) && take_char(p, end, "-") &&
-         take_digits(p, end, 2, &c->month) && take_char(p, end, "-") &&
-         take_digits(p, end, 2, &c->day) && take_char(p, end, "Tt") &&
-         take_digits(p, end, 2, &c->hour) && take_char(p, end, ":") &&
-         take_digits(p, end, 2, &c->min) && take_char(p, end, ":") &&
-         take_digits(p, end, 2, &c->sec);
-}
-
-/* Digits past the ninth (below a nanosecond) are accepted and dropped. */
-static bool take_fraction(const char **p, const char *end, int32_t *ns) {
-  int32_t scale = 100000000;
-  int n = 0;
-  *ns = 0;
-  if (!take_char(p, end, "."))
-    return true;
-  for (; *p < end && **p >= '0' && **p <= '9'; (*p)++, n++) {
-    *ns += (**p - '0') * scale;
-    scale /= 10;
-  }
-  return n > 0;
-}
-
-static bool take_offset(const char **p, const char *end, int *offset_s) {
-  int h, m, sign = *p < end && **p == '-' ? -1 : 1;
-  *offset_s = 0;
-  if (take_char(p, end, "Zz"))
-    return true;
-  if (!take_char(p, end, "+-") || !take_digits(p, end, 2, &h) ||
-      !take_char(p, end, ":") || !take_digits(p, end, 2, &m) || h > 23 ||
-      m > 59)
-    return false;
-  *offset_s = sign * (h * 3600 + m * 60);
-  return true;
-}
-
-static bool civil_valid(const civil_t *c) {
-  static const int DAYS[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (c->month < 1 || c->month > 12 || c->day < 1)
-    return false;
-  bool leap = (c->year % 4 == 0 && c->year % 100 != 0) || c->year % 400 == 0;
-  int days = DAYS[c->month - 1] + (c->month == 2 && leap);
-  return c->day <= days && c->hour <= 23 && c->min <= 59 && c->sec <= 60;
-}
-
-/* Days from 1970-01-01 to a proleptic Gregorian date, counted in 400-year
- * eras of a calendar that starts on 1 March. */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
-  y -= m <= 2;
-  int64_t era = (y >= 0 ? y : y - 399) / 400;
-  int64_t yoe = y - era * 400;
-  int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
+/* Whether the text is an RFC 3339 date-time, in range or not. */
 static bool parse_time(const char *text, size_t len, instant_t *out) {
-  const char *p = text, *end = text + len;
-  civil_t c;
-  int32_t ns;
-  int offset;
-  if (!take_civil(&p, end, &c) || !take_fraction(&p, end, &ns) ||
-      !take_offset(&p, end, &offset) || p != end || !civil_valid(&c))
-    return false;
-  out->s = days_from_civil(c.year, c.month, c.day) * 86400 + c.hour * 3600 +
-           c.min * 60 + c.sec - offset;
-  out->ns = ns;
-  return true;
+  int rc = usc_time_parse_rfc3339(text, len, &out->ns);
+  out->exact = rc == 0;
+  return rc == 0 || rc == USC_ERR_TOO_LARGE;
 }
 
-static instant_t instant_of(int64_t t) {
-  instant_t i = {t / NS_PER_S, (int32_t)(t % NS_PER_S)};
-  if (i.ns < 0) {
-    i.s--;
-    i.ns += (int32_t)NS_PER_S;
-  }
-  return i;
-}
-
-static int instant_cmp(instant_t a, instant_t b) {
-  if (a.s != b.s)
-    return a.s < b.s ? -1 : 1;
-  return a.ns < b.ns ? -1 : a.ns > b.ns;
+/* Compares a published time with a filter's. */
+static int instant_cmp(int64_t published, instant_t when) {
+  if (!when.exact)
+    return when.ns == INT64_MIN ? 1 : -1;
+  return published < when.ns ? -1 : published > when.ns;
 }
 
 /* ---- list: filters ---- */
@@ -1027,7 +902,7 @@ static bool not_time(const char *s, size_t len, const void *ctx) {
 static bool same_time(const char *s, size_t len, const void *ctx) {
   instant_t when;
   return parse_time(s, len, &when) &&
-         instant_cmp(when, *(const instant_t *)ctx) == 0;
+         instant_cmp(*(const int64_t *)ctx, when) == 0;
 }
 
 static bool same_text(const char *s, size_t len, const void *ctx) {
@@ -1057,18 +932,17 @@ static bool id_passes(const query_t *q, const char *id) {
 /* A full date-time starts with or contains only itself, so startsWith and
  * contains on published mean equals. */
 static bool published_passes(const query_t *q, int64_t published) {
-  instant_t p = instant_of(published);
   switch (q->op) {
   case OP_PRESENT:
     return true;
   case OP_GREATER:
-    return instant_cmp(p, q->when) > 0;
+    return instant_cmp(published, q->when) > 0;
   case OP_LESS:
-    return instant_cmp(p, q->when) < 0;
+    return instant_cmp(published, q->when) < 0;
   case OP_IN:
-    return any_elem(q->value, same_time, &p);
+    return any_elem(q->value, same_time, &published);
   default:
-    return instant_cmp(p, q->when) == 0;
+    return instant_cmp(published, q->when) == 0;
   }
 }
 
@@ -1214,7 +1088,7 @@ static void gather_all(gather_t *g, const usc_state_t *s, const target_t *t,
                        const query_t *q) {
   const rec_t *r;
   if (t->id[0] != '\0') {
-    if ((r = find(s, t->id)) != NULL)
+    if ((r = find(s, t->user, t->id)) != NULL)
       gather(g, r, t, q);
     return;
   }
@@ -1422,6 +1296,7 @@ static int park(usc_state_t *s, rec_t *r, size_t i,
   r->legs[i].parked = now;
   r->legs[i].parked_pos = pos;
   r->legs[i].parked_by = copy;
+  r->owned[i] |= OWN_PARKED;
   r->park_secs[i] = (uint16_t)(req->has_max_in_parking ? req->max_in_parking
                                                        : PARK_DEFAULT_S);
   if (r->n_parked++ == 0)
@@ -1610,34 +1485,27 @@ static bool hangs_up(const rec_t *r, const target_t *t, const char *number) {
          (number[0] == '\0' || call_has_number(&r->call, number));
 }
 
-/* Counts the calls to hang up or, given `ids`, ends them and records
- * their ids. */
+/* Counts the calls to hang up and adds the bytes of their ids to *bytes
+ * or, given `ids`, ends them and records their ids, copied at `text`. */
 static size_t sweep(usc_state_t *s, const target_t *t, rec_t *only,
-                    const char *number, char **ids, int64_t now) {
+                    const char *number, char **ids, char *text, size_t *bytes,
+                    int64_t now) {
   size_t n = 0;
   rec_t *next;
   for (rec_t *r = only != NULL ? only : s->head; r != NULL; r = next) {
     next = only != NULL ? NULL : r->next;
     if (!hangs_up(r, t, number))
       continue;
+    size_t size = strlen(r->call.id) + 1;
     if (ids != NULL) {
-      memcpy(ids[n], r->call.id, USC_STATE_CALL_ID_LEN + 1);
+      ids[n] = memcpy(text, r->call.id, size);
+      text += size;
       end_call(s, r, now);
     }
+    *bytes += size;
     n++;
   }
   return n;
-}
-
-/* One allocation: the pointers, then the ids they point to. */
-static char **new_id_list(size_t n) {
-  size_t id_size = USC_STATE_CALL_ID_LEN + 1;
-  char **ids = usc_malloc(n * (sizeof *ids + id_size));
-  if (ids == NULL)
-    return NULL;
-  for (size_t i = 0; i < n; i++)
-    ids[i] = (char *)(ids + n) + i * id_size;
-  return ids;
 }
 
 int usc_state_hangup(usc_state_t *state, const usc_state_hangup_t *req,
@@ -1654,11 +1522,12 @@ int usc_state_hangup(usc_state_t *state, const usc_state_hangup_t *req,
   if (rc != 0)
     return rc;
   const char *number = or_empty(req->phone_number);
-  size_t n = sweep(state, &t, only, number, NULL, now);
-  if (n > 0 && (list = new_id_list(n)) == NULL)
+  size_t bytes = 0, n = sweep(state, &t, only, number, NULL, NULL, &bytes, 0);
+  /* One allocation: the pointers, then the ids they point to. */
+  if (n > 0 && (list = usc_malloc(n * sizeof *list + bytes)) == NULL)
     return NO_MEMORY(err, "hanging up calls");
   if (n > 0)
-    sweep(state, &t, only, number, list, now);
+    sweep(state, &t, only, number, list, (char *)(list + n), &bytes, now);
   *ids = list;
   *n_ids = n;
   return 0;
@@ -1667,6 +1536,321 @@ int usc_state_hangup(usc_state_t *state, const usc_state_hangup_t *req,
 void usc_state_ids_free(char **ids, size_t n_ids) {
   (void)n_ids; /* the ids live in the same allocation as the array */
   usc_free(ids);
+}
+
+/* ---- mirroring ---- */
+
+/* Strings the engine always sets (extensions, owner, numbers) are "" when
+ * a snapshot has none; the optional ones (nonce, caller_id, parked_by)
+ * are NULL when unset or "". So NULL and "" are the same content. */
+static bool same_str(const char *a, const char *b) {
+  return strcmp(or_empty(a), or_empty(b)) == 0;
+}
+
+static bool same_numbers(const char *const *a, size_t n_a, const char *const *b,
+                         size_t n_b) {
+  if (n_a != n_b)
+    return false;
+  for (size_t i = 0; i < n_a; i++)
+    if (!same_str(a[i], b[i]))
+      return false;
+  return true;
+}
+
+static bool same_view(const usc_state_view_t *a, const usc_state_view_t *b) {
+  return strcmp(a->id, b->id) == 0 && same_str(a->extension, b->extension) &&
+         same_numbers(a->source, a->n_source, b->source, b->n_source) &&
+         same_numbers(a->destination, a->n_destination, b->destination,
+                      b->n_destination) &&
+         a->flow == b->flow && a->status == b->status &&
+         a->ringing == b->ringing && same_str(a->caller_id, b->caller_id) &&
+         a->recording == b->recording && a->answered == b->answered &&
+         a->parked == b->parked && a->parked_pos == b->parked_pos &&
+         same_str(a->parked_by, b->parked_by) && a->on_hold == b->on_hold &&
+         a->holder == b->holder && a->disposition == b->disposition;
+}
+
+/* Whether the engine's call already has the snapshot's content (with
+ * `published` for the snapshot's). */
+static bool same_call(const usc_state_call_t *a, const usc_state_call_t *b,
+                      int64_t published) {
+  if (!same_str(a->extension, b->extension) ||
+      !same_str(a->owner_id, b->owner_id) ||
+      !same_str(a->owner_name, b->owner_name) || a->published != published ||
+      a->answered != b->answered || !same_str(a->nonce, b->nonce) ||
+      a->n_views != b->n_views)
+    return false;
+  for (size_t i = 0; i < a->n_views; i++)
+    if (!same_view(&a->views[i], &b->views[i]))
+      return false;
+  return true;
+}
+
+static int check_mirrored_numbers(const char *call, const usc_state_view_t *v,
+                                  bool src, usc_state_err_t *err) {
+  const char *const *list = src ? v->source : v->destination;
+  size_t n = src ? v->n_source : v->n_destination;
+  const char *what = src ? "source" : "destination";
+  const char *code = src ? "pc_source_invalid" : "pc_destination_invalid";
+  if (n > USC_STATE_MAX_NUMBERS)
+    return INVALID(err, code,
+                   "leg '%s' of phone call '%s' has %zu %s numbers: the "
+                   "engine holds at most %d",
+                   v->id, call, n, what, USC_STATE_MAX_NUMBERS);
+  for (size_t i = 0; i < n; i++)
+    if (list == NULL || list[i] == NULL)
+      return INVALID(err, code,
+                     "leg '%s' of phone call '%s' lacks %s number %zu: give "
+                     "every number as a string",
+                     v->id, call, what, i + 1);
+  return 0;
+}
+
+static int check_mirrored_view(const usc_state_call_t *c, size_t i,
+                               usc_state_err_t *err) {
+  const usc_state_view_t *v = &c->views[i];
+  if (v->id[2] != '\0' || strspn(v->id, DIGITS) != 2)
+    return INVALID(err, VIEW_ID_CODE,
+                   "leg %zu of phone call '%s' has an invalid id: use two "
+                   "digits such as 00 or 01",
+                   i + 1, c->id);
+  for (size_t j = 0; j < i; j++)
+    if (strcmp(c->views[j].id, v->id) == 0)
+      return INVALID(err, VIEW_ID_CODE,
+                     "phone call '%s' has two legs '%s': give each leg its "
+                     "own id",
+                     c->id, v->id);
+  int rc = check_mirrored_numbers(c->id, v, true, err);
+  return rc != 0 ? rc : check_mirrored_numbers(c->id, v, false, err);
+}
+
+static int check_snapshot(const usc_state_call_t *c, usc_state_err_t *err) {
+  const char *id = or_empty(c->id);
+  if (!made_of(id, ALNUM, USC_STATE_MAX_ID_LEN))
+    return INVALID(err, CALL_ID_CODE,
+                   "phone call id '%.40s' is invalid: use 1 to 64 letters "
+                   "and digits",
+                   id);
+  if (c->n_views > USC_STATE_MAX_VIEWS || (c->n_views > 0 && c->views == NULL))
+    return INVALID(err, VIEW_ID_CODE,
+                   "phone call '%s' has %zu legs: the engine holds at most %d",
+                   id, c->n_views, USC_STATE_MAX_VIEWS);
+  for (size_t i = 0; i < c->n_views; i++) {
+    int rc = check_mirrored_view(c, i, err);
+    if (rc != 0)
+      return rc;
+  }
+  return 0;
+}
+
+static size_t count_numbers(const usc_state_call_t *c) {
+  size_t n = 0;
+  for (size_t i = 0; i < c->n_views; i++)
+    n += c->views[i].n_source + c->views[i].n_destination;
+  return n;
+}
+
+/* The block of a mirrored call: the record, every leg's numbers, then the
+ * text. */
+static size_t snapshot_size(const usc_state_call_t *c, const char *user) {
+  size_t n = sizeof(rec_t) + count_numbers(c) * sizeof(const char *);
+  n += text_size(c->id) + text_size(user) + text_size(c->extension) +
+       text_size(c->owner_id) + text_size(c->owner_name) + text_size(c->nonce);
+  for (size_t i = 0; i < c->n_views; i++) {
+    const usc_state_view_t *v = &c->views[i];
+    n += text_size(v->extension) + text_size(v->caller_id) +
+         text_size(v->parked_by);
+    for (size_t j = 0; j < v->n_source; j++)
+      n += text_size(v->source[j]);
+    for (size_t j = 0; j < v->n_destination; j++)
+      n += text_size(v->destination[j]);
+  }
+  return n;
+}
+
+/* As put, but "" for an unset string. */
+static const char *put_text(char **cur, const char *s) {
+  const char *copy = put(cur, s);
+  return copy != NULL ? copy : "";
+}
+
+static const char **put_numbers(const char ***ptrs, char **cur,
+                                const char *const *list, size_t n) {
+  const char **out = *ptrs;
+  for (size_t i = 0; i < n; i++)
+    out[i] = put_text(cur, list[i]);
+  *ptrs += n;
+  return out;
+}
+
+static void fill_mirrored_leg(rec_t *r, size_t i, const usc_state_view_t *src,
+                              const char ***ptrs, char **cur) {
+  usc_state_view_t *v = &r->legs[i];
+  *v = *src;
+  v->extension = put_text(cur, src->extension);
+  v->source = put_numbers(ptrs, cur, src->source, src->n_source);
+  v->destination = put_numbers(ptrs, cur, src->destination, src->n_destination);
+  v->caller_id = put(cur, src->caller_id);
+  v->parked_by = put(cur, src->parked_by);
+  if (v->parked != 0)
+    r->n_parked++;
+}
+
+static void fill_mirrored(rec_t *r, const usc_state_call_t *c, const char *user,
+                          int64_t published) {
+  const char **ptrs = r->strs;
+  char *cur = (char *)&r->strs[count_numbers(c)];
+  r->call.id = put(&cur, c->id);
+  r->call.user = put(&cur, user);
+  r->call.extension = put_text(&cur, c->extension);
+  r->call.owner_id = put_text(&cur, c->owner_id);
+  r->call.owner_name = put_text(&cur, c->owner_name);
+  r->call.nonce = put(&cur, c->nonce);
+  r->call.published = published;
+  r->call.answered = c->answered;
+  for (size_t i = 0; i < c->n_views; i++)
+    fill_mirrored_leg(r, i, &c->views[i], &ptrs, &cur);
+}
+
+static int new_mirrored(const usc_state_call_t *c, const char *user,
+                        int64_t published, rec_t **out) {
+  rec_t *r = usc_calloc(1, snapshot_size(c, user));
+  usc_state_view_t *legs =
+      usc_calloc(c->n_views > 0 ? c->n_views : 1, sizeof *legs);
+  if (r == NULL || legs == NULL) {
+    usc_free(r);
+    usc_free(legs);
+    return USC_ERR_NOMEM;
+  }
+  r->legs = legs;
+  r->call.views = legs;
+  r->call.n_views = c->n_views;
+  fill_mirrored(r, c, user, published);
+  *out = r;
+  return 0;
+}
+
+static void list_replace(usc_state_t *s, const rec_t *old, rec_t *r) {
+  r->prev = old->prev;
+  r->next = old->next;
+  if (r->prev != NULL)
+    r->prev->next = r;
+  else
+    s->head = r;
+  if (r->next != NULL)
+    r->next->prev = r;
+  else
+    s->tail = r;
+}
+
+/* Puts `r` in the place of `old`, which it replaces, and frees `old`.
+ * Watchers of either hear of it. */
+static void replace_call(usc_state_t *s, rec_t *old, rec_t *r, int64_t now) {
+  r->seq = old->seq;
+  r->due.tie = old->seq;
+  table_remove(s, old);
+  table_put(s, r);
+  if (r->call.published == old->call.published) {
+    list_replace(s, old, r);
+  } else {
+    list_unlink(s, old);
+    list_insert(s, r);
+  }
+  usc_heap_remove(&s->heap, &old->due);
+  if (old->n_parked > 0)
+    park_unlink(s, old);
+  if (r->n_parked > 0)
+    park_link(s, r);
+  usc_state_watch_t *next;
+  for (usc_state_watch_t *w = s->watchers; w != NULL; w = next) {
+    next = w->next;
+    if (watch_sees(w, r, NULL) || watch_sees(w, old, NULL))
+      w->fn(w->user, USC_STATE_EVENT_UPDATED, &r->call, now);
+  }
+  free_call(old);
+}
+
+/* A mirrored call has no deadline (the upstream owns them), so it never
+ * enters the heap. */
+int usc_state_put(usc_state_t *state, const usc_state_address_t *owner,
+                  const usc_state_call_t *snapshot, int64_t now,
+                  usc_state_err_t *err) {
+  const char *user;
+  rec_t *r = NULL;
+  clear_err(err);
+  usc_state_advance(state, now);
+  int rc = check_user(state, owner, &user, err);
+  if (rc == 0)
+    rc = check_snapshot(snapshot, err);
+  if (rc != 0)
+    return rc;
+  rec_t *old = find(state, user, snapshot->id);
+  int64_t published = snapshot->published != 0 ? snapshot->published
+                      : old != NULL            ? old->call.published
+                                               : now;
+  if (old != NULL && same_call(&old->call, snapshot, published))
+    return 0;
+  if (old == NULL && (rc = make_room(state, err)) != 0)
+    return rc;
+  if (new_mirrored(snapshot, user, published, &r) != 0)
+    return NO_MEMORY(err, "mirroring a call");
+  if (old != NULL) {
+    replace_call(state, old, r, now);
+    return 0;
+  }
+  r->seq = state->next_seq++;
+  r->due.tie = r->seq;
+  table_put(state, r);
+  list_insert(state, r);
+  if (r->n_parked > 0)
+    park_link(state, r);
+  state->n_calls++;
+  emit(state, USC_STATE_EVENT_CREATED, r, now, NULL);
+  return 0;
+}
+
+int usc_state_remove(usc_state_t *state, const usc_state_address_t *owner,
+                     const char *id, int64_t now) {
+  const char *user;
+  usc_state_err_t err;
+  rec_t *r = NULL;
+  usc_state_advance(state, now);
+  if (id != NULL && check_user(state, owner, &user, &err) == 0)
+    r = find(state, user, id);
+  if (r == NULL)
+    return USC_ERR_NOT_FOUND;
+  end_call(state, r, now);
+  return 0;
+}
+
+int usc_state_retain(usc_state_t *state,
+                     const usc_state_address_t *owner_and_extension,
+                     const char *const *ids, size_t n_ids, int64_t now) {
+  const usc_state_address_t *a = owner_and_extension;
+  const char *user, *ext = or_empty(a->extension);
+  usc_state_err_t err;
+  usc_state_advance(state, now);
+  if (check_user(state, a, &user, &err) != 0 ||
+      (ext[0] != '\0' && check_ext(ext, true, &err) != 0))
+    return USC_ERR_INVALID;
+  for (size_t i = 0; i < n_ids; i++) {
+    rec_t *r = ids[i] != NULL ? find(state, user, ids[i]) : NULL;
+    if (r != NULL)
+      r->kept = true;
+  }
+  int n = 0;
+  rec_t *next;
+  for (rec_t *r = state->head; r != NULL; r = next) {
+    next = r->next;
+    if (r->kept)
+      r->kept = false;
+    else if (strcmp(r->call.user, user) == 0 &&
+             (ext[0] == '\0' || call_matches_ext(&r->call, ext))) {
+      end_call(state, r, now);
+      n++;
+    }
+  }
+  return n;
 }
 
 /* ---- watch ---- */

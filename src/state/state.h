@@ -18,7 +18,14 @@
  *
  * Lifetime. Pointers to calls returned by the engine stay valid until the
  * next call that changes the engine (any create, action, hangup, advance,
- * or free). */
+ * put, remove, retain, or free).
+ *
+ * Mirroring. For the translation backend's fallback, the calls the
+ * upstream UAPI returns can be copied into the engine (usc_state_put) and
+ * dropped when they end there (usc_state_remove, usc_state_retain).
+ * Mirrored calls are ordinary calls afterwards: every operation works on
+ * them natively. A call is known by its user and id, so two users may
+ * each hold a call with the same id. */
 #ifndef USC_STATE_H
 #define USC_STATE_H
 
@@ -28,7 +35,7 @@
 
 #include "src/grpc/grpc.h"
 
-#define USC_STATE_CALL_ID_LEN 20
+#define USC_STATE_CALL_ID_LEN 20 /* the ids the engine makes: lowercase hex */
 #define USC_STATE_MAX_VIEWS 8
 #define USC_STATE_MAX_NUMBERS 8 /* entries in a source or destination */
 #define USC_STATE_MAX_ID_LEN 64
@@ -69,7 +76,7 @@ typedef struct {
 } usc_state_view_t;
 
 typedef struct {
-  char id[USC_STATE_CALL_ID_LEN + 1];
+  const char *id;   /* [A-Za-z0-9]{1,USC_STATE_MAX_ID_LEN}; engine-owned */
   const char *user; /* owner user id */
   const char *extension;
   const char *owner_id;
@@ -266,5 +273,57 @@ int usc_state_watch(usc_state_t *state, const usc_state_address_t *address,
                     usc_state_watch_fn fn, void *user, usc_state_watch_t **out,
                     usc_state_err_t *err);
 void usc_state_unwatch(usc_state_t *state, usc_state_watch_t *watch);
+
+/* ---- mirroring ---- */
+
+/* Stores a copy of `snapshot` as a call of the user `owner` resolves to
+ * (owner->identity and owner->user_id, as in every address; the
+ * extension and phone_call_id are not used, nor snapshot->user).
+ *
+ * The call gets exactly the snapshot's content: id, extension, owner_id,
+ * owner_name, published, answered, nonce and every view with all its
+ * fields, strings copied into the engine. NULL and "" are the same
+ * content: extension, owner_id, owner_name, a view's extension and the
+ * numbers read "" when NULL; nonce, caller_id and parked_by read NULL
+ * when "". A published of 0 means `now` for a new call and the current
+ * value for a replacement. Nothing is derived: no ringing delay and no
+ * parking limit run for it (the upstream owns them), so only actions,
+ * hangups, puts, removes and retains change it.
+ *
+ * If the user has a call with that id it is replaced: UPDATED when the
+ * content differs (to watchers of the call before or after), nothing at
+ * all when it is the same. Else the call is added (CREATED), within
+ * max_calls (RESOURCE_EXHAUSTED, USC_ERR_FULL).
+ *
+ * Validation (INVALID_ARGUMENT, USC_ERR_INVALID; nothing is truncated):
+ * the user as in every address (user_invalid); the id
+ * [A-Za-z0-9]{1,64} (pc_phoncall_invalid); at most USC_STATE_MAX_VIEWS
+ * views, each id two digits, no id twice (pc_phoncallview_invalid); at
+ * most USC_STATE_MAX_NUMBERS sources and destinations per view, none NULL
+ * (pc_source_invalid, pc_destination_invalid). Other values (flow,
+ * status, extensions, numbers) are copied as they are.
+ *
+ * Returns 0, or an error with *err filled; on error (allocation failure
+ * included) the engine is unchanged. */
+int usc_state_put(usc_state_t *state, const usc_state_address_t *owner,
+                  const usc_state_call_t *snapshot, int64_t now,
+                  usc_state_err_t *err);
+
+/* Removes the call `id` of the user `owner` resolves to, whatever its
+ * extension; ENDED. Returns 0, or USC_ERR_NOT_FOUND when that user has no
+ * such call (a malformed user or id has none). */
+int usc_state_remove(usc_state_t *state, const usc_state_address_t *owner,
+                     const char *id, int64_t now);
+
+/* After a full List of a user's calls for an extension: ends (ENDED) each
+ * call of the user `owner_and_extension` resolves to that matches its
+ * extension (NULL, "" or "@self": every call of the user; else as in
+ * every address: the call's extension or a view's) and whose id is not
+ * among `ids` (NULL entries and unknown ids are ignored). Returns the
+ * number of calls ended, or USC_ERR_INVALID (nothing ended) for a
+ * malformed user or extension. */
+int usc_state_retain(usc_state_t *state,
+                     const usc_state_address_t *owner_and_extension,
+                     const char *const *ids, size_t n_ids, int64_t now);
 
 #endif

@@ -16,7 +16,7 @@
 #define SEC INT64_C(1000000000)
 #define T0 (INT64_C(1700000000) * SEC) /* 2023-11-14T22:13:20Z */
 
-typedef char call_id_t[USC_STATE_CALL_ID_LEN + 1];
+typedef char call_id_t[USC_STATE_MAX_ID_LEN + 1];
 
 static const char *const SRC[] = {"0003*210"};
 static const char *const DST[] = {"0003*211"};
@@ -1233,7 +1233,7 @@ static void test_list_filter_id(void **unused) {
   assert_int_equal(total_for(&l, "id", "contains", middle), 1);
   assert_int_equal(total_for(&l, "id", "startsWith", middle), 0);
   assert_int_equal(total_for(&l, "id", "contains", "xyz"), 0);
-  char in[128];
+  char in[256];
   snprintf(in, sizeof in, "%s, %s ,nope,,%s", l.ids[0], l.ids[4], l.other_user);
   assert_int_equal(total_for(&l, "id", "inArray", in), 2);
   usc_state_list_t req = list_req("0003*210");
@@ -1719,7 +1719,7 @@ static void test_many_calls(void **unused) {
   usc_state_free(s);
 }
 
-/* ---- allocation failures ---- */
+/* ---- calls as text ---- */
 
 __attribute__((format(printf, 4, 5))) static void
 appendf(char *out, size_t cap, size_t *len, const char *fmt, ...) {
@@ -1742,8 +1742,597 @@ static void dump_view(const usc_state_view_t *v, char *out, size_t cap,
     appendf(out, cap, len, " s%s", v->source[i]);
   for (size_t i = 0; i < v->n_destination; i++)
     appendf(out, cap, len, " d%s", v->destination[i]);
-  appendf(out, cap, len, "]");
+  appendf(out, cap, len, " %d]", v->disposition);
 }
+
+/* ---- mirroring ---- */
+
+static const char *const M_SRC[] = {"0003*210", "+15551234"};
+static const char *const M_DST[] = {"0003*211"};
+static const char LONG_ID[] =
+    "A123456789b123456789C123456789d123456789E123456789f123456789G123";
+
+/* A call as the upstream might return it, every field set. */
+typedef struct {
+  usc_state_view_t views[USC_STATE_MAX_VIEWS + 1];
+  usc_state_call_t call;
+} snap_t;
+
+static void snapshot(snap_t *m, const char *id) {
+  memset(m, 0, sizeof *m);
+  m->views[0] = (usc_state_view_t){
+      .id = "00",
+      .extension = "0003*210",
+      .source = M_SRC,
+      .n_source = 2,
+      .destination = M_DST,
+      .n_destination = 1,
+      .flow = 4,
+      .status = 5,
+      .caller_id = "Alice <210>",
+      .recording = T0 + 3 * SEC,
+      .answered = T0 + SEC,
+      .on_hold = T0 + 4 * SEC,
+      .holder = 1,
+      .disposition = -1,
+  };
+  m->views[1] = (usc_state_view_t){
+      .id = "01",
+      .extension = "0003*211",
+      .source = M_SRC,
+      .n_source = 2,
+      .destination = M_DST,
+      .n_destination = 1,
+      .flow = 8,
+      .status = 3,
+      .ringing = T0,
+      .parked = T0 + 2 * SEC,
+      .parked_pos = 1,
+      .parked_by = "0003*210",
+      .disposition = 2,
+  };
+  m->call = (usc_state_call_t){
+      .id = id,
+      .extension = "0003*210",
+      .owner_id = "1",
+      .owner_name = "Upstream Org",
+      .published = T0 - 60 * SEC,
+      .answered = T0 + SEC,
+      .nonce = "n-1",
+      .views = m->views,
+      .n_views = 2,
+  };
+}
+
+static int put_as(usc_state_t *s, const char *user, const usc_state_call_t *c,
+                  int64_t now, usc_state_err_t *err) {
+  usc_state_address_t a = {.user_id = user};
+  return usc_state_put(s, &a, c, now, err);
+}
+
+static void put_ok(usc_state_t *s, const char *user, const usc_state_call_t *c,
+                   int64_t now) {
+  usc_state_err_t err;
+  if (put_as(s, user, c, now, &err) != 0)
+    fail_msg("put: %s", err.message);
+  assert_int_equal(err.status, USC_GRPC_OK);
+}
+
+static void put_fails(usc_state_t *s, const usc_state_call_t *c, int want_rc,
+                      usc_grpc_status_t status, const char *code) {
+  usc_state_err_t err;
+  size_t before = usc_state_call_count(s);
+  assert_err(put_as(s, NULL, c, T0, &err), &err, want_rc, status, code);
+  assert_int_equal(usc_state_call_count(s), before);
+}
+
+static const usc_state_call_t *get_as(usc_state_t *s, const char *user,
+                                      const char *id) {
+  usc_state_address_t a = {
+      .user_id = user, .extension = "@self", .phone_call_id = id};
+  const usc_state_call_t *call = NULL;
+  usc_state_err_t err;
+  int rc = usc_state_get(s, &a, T0, &call, &err);
+  return rc == 0 ? call : NULL;
+}
+
+/* A call's whole content as text, NULL and "" alike. */
+static void describe(const usc_state_call_t *c, char *out, size_t cap) {
+  size_t len = 0;
+  appendf(out, cap, &len, "%s|%s|%s|%s|%lld|%lld|%s|%zu", c->id,
+          c->extension ? c->extension : "", c->owner_id ? c->owner_id : "",
+          c->owner_name ? c->owner_name : "", (long long)c->published,
+          (long long)c->answered, c->nonce ? c->nonce : "", c->n_views);
+  for (size_t i = 0; i < c->n_views; i++)
+    dump_view(&c->views[i], out, cap, &len);
+}
+
+static void assert_same_call(const usc_state_call_t *got,
+                             const usc_state_call_t *want) {
+  static char a[4096], b[4096];
+  assert_non_null(got);
+  describe(got, a, sizeof a);
+  describe(want, b, sizeof b);
+  assert_string_equal(a, b);
+}
+
+static void test_put_new_replace_identical(void **unused) {
+  (void)unused;
+  usc_state_t *s = engine(NULL);
+  events_t e = {0};
+  watch_ok(s, "@me", NULL, &e);
+  snap_t m;
+  snapshot(&m, "444444");
+  put_ok(s, "@me", &m.call, T0);
+  assert_int_equal(usc_state_call_count(s), 1);
+  assert_int_equal(e.n, 1);
+  assert_event(&e, 0, USC_STATE_EVENT_CREATED, "444444", T0);
+  const usc_state_call_t *c = get_ok(s, "444444", T0);
+  assert_same_call(c, &m.call);
+  assert_string_equal(c->user, "1");
+  /* Every string was copied. */
+  assert_ptr_not_equal(c->id, m.call.id);
+  assert_ptr_not_equal(c->views[0].source, M_SRC);
+  assert_ptr_not_equal(c->views[1].parked_by, m.views[1].parked_by);
+  assert_ptr_not_equal(c->owner_name, m.call.owner_name);
+
+  /* The same content again: nothing happens. */
+  put_ok(s, "", &m.call, T0 + SEC);
+  assert_int_equal(e.n, 1);
+  assert_ptr_equal(get_ok(s, "444444", T0), c);
+  /* NULL and "" are the same; published 0 keeps the call's. */
+  m.call.nonce = "n-1";
+  m.views[0].parked_by = "";
+  m.call.published = 0;
+  put_ok(s, "1", &m.call, T0 + 2 * SEC);
+  assert_int_equal(e.n, 1);
+  assert_int_equal(get_ok(s, "444444", T0)->published, T0 - 60 * SEC);
+
+  /* A change in any field is an update. */
+  snapshot(&m, "444444");
+  m.views[1].status = 5;
+  m.views[1].ringing = 0;
+  put_ok(s, "@me", &m.call, T0 + 3 * SEC);
+  assert_int_equal(e.n, 2);
+  assert_event(&e, 1, USC_STATE_EVENT_UPDATED, "444444", T0 + 3 * SEC);
+  assert_same_call(get_ok(s, "444444", T0), &m.call);
+  static const char *const other_dst[] = {"0003*212"};
+  m.views[0].destination = other_dst;
+  put_ok(s, "@me", &m.call, T0 + 4 * SEC);
+  m.views[0].disposition = 4;
+  put_ok(s, "@me", &m.call, T0 + 4 * SEC);
+  m.call.nonce = NULL;
+  put_ok(s, "@me", &m.call, T0 + 4 * SEC);
+  m.call.published = T0 - 30 * SEC;
+  put_ok(s, "@me", &m.call, T0 + 4 * SEC);
+  m.call.n_views = 1;
+  put_ok(s, "@me", &m.call, T0 + 4 * SEC);
+  assert_int_equal(e.n, 7);
+  assert_same_call(get_ok(s, "444444", T0), &m.call);
+  assert_int_equal(usc_state_call_count(s), 1);
+  usc_state_free(s);
+}
+
+static void test_put_published_and_order(void **unused) {
+  (void)unused;
+  usc_state_t *s = engine(NULL);
+  call_id_t native;
+  create_default(s, T0, native);
+  snap_t m;
+  snapshot(&m, "early");
+  put_ok(s, "@me", &m.call, T0); /* published T0 - 60 s */
+  snapshot(&m, "late");
+  m.call.published = 0; /* gets now */
+  put_ok(s, "@me", &m.call, T0 + 5 * SEC);
+  assert_int_equal(get_ok(s, "late", T0)->published, T0 + 5 * SEC);
+  snapshot(&m, "tie");
+  m.call.published = T0;
+  put_ok(s, "@me", &m.call, T0 + 5 * SEC);
+  usc_state_list_t req = list_req("@self");
+  usc_state_page_t page;
+  list_ok(s, &req, T0 + 5 * SEC, &page);
+  assert_int_equal(page.n_calls, 4);
+  assert_string_equal(page.calls[0]->id, "early");
+  assert_string_equal(page.calls[1]->id, native);
+  assert_string_equal(page.calls[2]->id, "tie");
+  assert_string_equal(page.calls[3]->id, "late");
+  usc_state_page_free(&page);
+  /* A replacement keeps its place among equals, or moves with published. */
+  m.call.answered = T0 + 9 * SEC;
+  put_ok(s, "@me", &m.call, T0 + 6 * SEC);
+  m.call.id = "early";
+  m.call.published = T0 + 7 * SEC;
+  put_ok(s, "@me", &m.call, T0 + 7 * SEC);
+  list_ok(s, &req, T0 + 7 * SEC, &page);
+  assert_string_equal(page.calls[0]->id, native);
+  assert_string_equal(page.calls[1]->id, "tie");
+  assert_string_equal(page.calls[2]->id, "late");
+  assert_string_equal(page.calls[3]->id, "early");
+  usc_state_page_free(&page);
+  /* The published filter sees mirrored times. */
+  req.filter_by = "published";
+  req.filter_op = "lessThan";
+  req.filter_value = "2023-11-14T22:13:21Z";
+  list_ok(s, &req, T0 + 7 * SEC, &page);
+  assert_int_equal(page.total_results, 2);
+  usc_state_page_free(&page);
+  usc_state_free(s);
+}
+
+static void test_put_ids_of_other_lengths(void **unused) {
+  (void)unused;
+  usc_state_t *s = engine(NULL);
+  events_t e = {0};
+  watch_ok(s, "@me", NULL, &e);
+  static const char *const ids[] = {"1", "444444", "0123456789abcdef0123",
+                                    "ABCDEFabcdef0123456789XYZ", LONG_ID};
+  snap_t m;
+  for (size_t i = 0; i < USC_ARRAY_LEN(ids); i++) {
+    snapshot(&m, ids[i]);
+    put_ok(s, "@me", &m.call, T0);
+    assert_string_equal(get_ok(s, ids[i], T0)->id, ids[i]);
+    assert_event(&e, i, USC_STATE_EVENT_CREATED, ids[i], T0);
+  }
+  assert_int_equal(strlen(LONG_ID), USC_STATE_MAX_ID_LEN);
+  /* List by id, and a filter on it. */
+  usc_state_list_t req = list_req("0003*211");
+  req.address.phone_call_id = LONG_ID;
+  usc_state_page_t page;
+  list_ok(s, &req, T0, &page);
+  assert_int_equal(page.n_calls, 1);
+  assert_string_equal(page.calls[0]->id, LONG_ID);
+  usc_state_page_free(&page);
+  req = list_req("@self");
+  req.filter_by = "id";
+  req.filter_op = "inArray";
+  req.filter_value = "444444,1,A123456789b123456789C123456789d123456789E1234567"
+                     "89f123456789G123";
+  list_ok(s, &req, T0, &page);
+  assert_int_equal(page.total_results, 3);
+  usc_state_page_free(&page);
+  /* Bad ids. */
+  static const char TOO_LONG[] =
+      "A123456789b123456789C123456789d123456789E123456789f123456789G1234";
+  static const char *const bad[] = {"", "abc-1", "a b", "x_y", TOO_LONG};
+  for (size_t i = 0; i < USC_ARRAY_LEN(bad); i++) {
+    snapshot(&m, bad[i]);
+    put_fails(s, &m.call, USC_ERR_INVALID, USC_GRPC_INVALID_ARGUMENT,
+              USC_UAPI_CALL_INVALID);
+  }
+  snapshot(&m, NULL);
+  put_fails(s, &m.call, USC_ERR_INVALID, USC_GRPC_INVALID_ARGUMENT,
+            USC_UAPI_CALL_INVALID);
+  /* Hangup returns long ids whole. */
+  usc_state_hangup_t h = {.address = {.extension = "@self"}};
+  char **out;
+  assert_int_equal(hangup(s, &h, T0, &out), USC_ARRAY_LEN(ids));
+  for (size_t i = 0; i < USC_ARRAY_LEN(ids); i++)
+    assert_string_equal(out[i], ids[i]);
+  usc_state_ids_free(out, USC_ARRAY_LEN(ids));
+  assert_int_equal(e.n, 2 * USC_ARRAY_LEN(ids));
+  usc_state_free(s);
+}
+
+static void test_put_validation(void **unused) {
+  (void)unused;
+  usc_state_t *s = engine(NULL);
+  snap_t m;
+  usc_state_err_t err;
+  snapshot(&m, "444444");
+  assert_err(put_as(s, "bad user!", &m.call, T0, &err), &err, USC_ERR_INVALID,
+             USC_GRPC_INVALID_ARGUMENT, USC_UAPI_USER_INVALID);
+  /* Views: how many, their ids. */
+  for (size_t i = 2; i <= USC_STATE_MAX_VIEWS; i++) {
+    m.views[i] = m.views[0];
+    m.views[i].id[0] = (char)('0' + i / 10);
+    m.views[i].id[1] = (char)('0' + i % 10);
+  }
+  m.call.n_views = USC_STATE_MAX_VIEWS + 1;
+  put_fails(s, &m.call, USC_ERR_INVALID, USC_GRPC_INVALID_ARGUMENT,
+            USC_UAPI_VIEW_INVALID);
+  m.call.n_views = USC_STATE_MAX_VIEWS;
+  put_ok(s, "@me", &m.call, T0);
+  assert_int_equal(get_ok(s, "444444", T0)->n_views, USC_STATE_MAX_VIEWS);
+  snapshot(&m, "555555");
+  static const char *const view_ids[] = {"0", "0a", " 1", "01"};
+  for (size_t i = 0; i < USC_ARRAY_LEN(view_ids); i++) {
+    strcpy(m.views[1].id, view_ids[i]);
+    if (i == 3)
+      strcpy(m.views[0].id, "01"); /* twice */
+    put_fails(s, &m.call, USC_ERR_INVALID, USC_GRPC_INVALID_ARGUMENT,
+              USC_UAPI_VIEW_INVALID);
+  }
+  m.call.views = NULL;
+  put_fails(s, &m.call, USC_ERR_INVALID, USC_GRPC_INVALID_ARGUMENT,
+            USC_UAPI_VIEW_INVALID);
+  /* Numbers: how many, none NULL. */
+  static const char *const nine[] = {"1", "2", "3", "4", "5",
+                                     "6", "7", "8", "9"};
+  static const char *const with_null[] = {"1", NULL};
+  snapshot(&m, "555555");
+  m.views[1].source = nine;
+  m.views[1].n_source = 9;
+  put_fails(s, &m.call, USC_ERR_INVALID, USC_GRPC_INVALID_ARGUMENT,
+            "pc_source_invalid");
+  m.views[1].n_source = 8;
+  m.views[0].destination = with_null;
+  m.views[0].n_destination = 2;
+  put_fails(s, &m.call, USC_ERR_INVALID, USC_GRPC_INVALID_ARGUMENT,
+            "pc_destination_invalid");
+  m.views[0].destination = NULL;
+  m.views[0].n_destination = 1;
+  put_fails(s, &m.call, USC_ERR_INVALID, USC_GRPC_INVALID_ARGUMENT,
+            "pc_destination_invalid");
+  m.views[0].n_destination = 0; /* none at all is fine */
+  put_ok(s, "@me", &m.call, T0);
+  assert_int_equal(get_ok(s, "555555", T0)->views[1].n_source, 8);
+  /* No views, and unset strings, are fine too. */
+  snapshot(&m, "666666");
+  m.call.n_views = 0;
+  m.call.extension = NULL;
+  m.call.owner_id = NULL;
+  m.call.owner_name = NULL;
+  m.call.nonce = "";
+  put_ok(s, "@me", &m.call, T0);
+  const usc_state_call_t *c = get_ok(s, "666666", T0);
+  assert_string_equal(c->extension, "");
+  assert_string_equal(c->owner_id, "");
+  assert_string_equal(c->owner_name, "");
+  assert_null(c->nonce);
+  assert_int_equal(c->n_views, 0);
+  usc_state_action_t a = action(USC_STATE_ON_HOLD, "666666", "00");
+  a.address.extension = "@self";
+  act_fails(s, &a, T0, USC_ERR_NOT_FOUND, USC_GRPC_NOT_FOUND,
+            USC_UAPI_VIEW_INVALID);
+  assert_int_equal(usc_state_call_count(s), 3);
+  usc_state_free(s);
+}
+
+static void test_put_max_calls(void **unused) {
+  (void)unused;
+  usc_state_config_t cfg = {.max_calls = 2};
+  usc_state_t *s = engine(&cfg);
+  snap_t m;
+  snapshot(&m, "111");
+  put_ok(s, "@me", &m.call, T0);
+  create_default(s, T0, NULL);
+  snapshot(&m, "222");
+  put_fails(s, &m.call, USC_ERR_FULL, USC_GRPC_RESOURCE_EXHAUSTED, NULL);
+  /* A replacement needs no room. */
+  snapshot(&m, "111");
+  m.call.answered = T0 + 5 * SEC;
+  put_ok(s, "@me", &m.call, T0);
+  assert_int_equal(get_ok(s, "111", T0)->answered, T0 + 5 * SEC);
+  assert_int_equal(usc_state_call_count(s), 2);
+  usc_state_free(s);
+}
+
+static void test_put_users(void **unused) {
+  (void)unused;
+  usc_state_t *s = engine(NULL);
+  events_t mine = {0}, twelve = {0};
+  watch_ok(s, "@me", NULL, &mine);
+  watch_ok(s, "12", NULL, &twelve);
+  snap_t m;
+  snapshot(&m, "444444");
+  put_ok(s, "@viewer", &m.call, T0);
+  assert_null(get_as(s, "12", "444444"));
+  /* The same id for another user is another call. */
+  m.call.nonce = "twelve";
+  put_ok(s, "12", &m.call, T0);
+  assert_int_equal(usc_state_call_count(s), 2);
+  assert_string_equal(get_as(s, "12", "444444")->nonce, "twelve");
+  assert_string_equal(get_as(s, "12", "444444")->user, "12");
+  assert_string_equal(get_as(s, "@me", "444444")->nonce, "n-1");
+  assert_int_equal(mine.n, 1);
+  assert_int_equal(twelve.n, 1);
+  /* An identity is the user of "@me". */
+  usc_state_address_t a = {.identity = "alice", .user_id = "@owner"};
+  usc_state_err_t err;
+  assert_int_equal(usc_state_put(s, &a, &m.call, T0, &err), 0);
+  assert_string_equal(get_as(s, "alice", "444444")->user, "alice");
+  /* Actions, hangups and removal of one leave the others. */
+  a.phone_call_id = "444444";
+  a.extension = "@self";
+  assert_int_equal(usc_state_remove(s, &a, "444444", T0), 0);
+  assert_null(get_as(s, "alice", "444444"));
+  usc_state_hangup_t h = {.address = {.user_id = "12",
+                                      .extension = "@self",
+                                      .phone_call_id = "444444"}};
+  char **out;
+  assert_int_equal(hangup(s, &h, T0, &out), 1);
+  usc_state_ids_free(out, 1);
+  assert_non_null(get_as(s, "1", "444444"));
+  assert_int_equal(usc_state_call_count(s), 1);
+  usc_state_free(s);
+}
+
+static void test_put_watchers_of_old_extension(void **unused) {
+  (void)unused;
+  usc_state_t *s = engine(NULL);
+  events_t old_ext = {0}, new_ext = {0};
+  watch_ok(s, "@me", "0003*211", &old_ext);
+  watch_ok(s, "@me", "0003*555", &new_ext);
+  snap_t m;
+  snapshot(&m, "444444");
+  put_ok(s, "@me", &m.call, T0);
+  /* Leg 01 moves to 0003*555: both watchers hear of it, then only the
+   * new one. */
+  m.views[1].extension = "0003*555";
+  put_ok(s, "@me", &m.call, T0 + SEC);
+  m.views[1].status = 5;
+  put_ok(s, "@me", &m.call, T0 + 2 * SEC);
+  assert_int_equal(old_ext.n, 2);
+  assert_event(&old_ext, 0, USC_STATE_EVENT_CREATED, "444444", T0);
+  assert_event(&old_ext, 1, USC_STATE_EVENT_UPDATED, "444444", T0 + SEC);
+  assert_int_equal(new_ext.n, 2);
+  assert_event(&new_ext, 0, USC_STATE_EVENT_UPDATED, "444444", T0 + SEC);
+  assert_event(&new_ext, 1, USC_STATE_EVENT_UPDATED, "444444", T0 + 2 * SEC);
+  usc_state_free(s);
+}
+
+static void test_actions_on_mirrored_call(void **unused) {
+  (void)unused;
+  usc_state_t *s = engine(NULL);
+  events_t e = {0};
+  watch_ok(s, "@me", NULL, &e);
+  snap_t m;
+  snapshot(&m, "444444");
+  put_ok(s, "@me", &m.call, T0);
+  /* Nothing is derived: leg 01 rings and stays parked for good. */
+  assert_int_equal(usc_state_advance(s, T0 + 100000 * SEC), 0);
+  const usc_state_call_t *c = get_ok(s, "444444", T0 + 100000 * SEC);
+  assert_int_equal(c->views[1].status, 3);
+  assert_int_equal(c->views[1].parked, T0 + 2 * SEC);
+  assert_int_equal(e.n, 1);
+  int64_t now = T0 + 100000 * SEC;
+  /* Leg 00 is on hold upstream: OffHold, then OnHold again. */
+  usc_state_action_t a = action(USC_STATE_ON_HOLD, "444444", "00");
+  act_fails(s, &a, now, USC_ERR_STATE, USC_GRPC_FAILED_PRECONDITION,
+            USC_UAPI_STATE_INVALID);
+  a.kind = USC_STATE_OFF_HOLD;
+  c = act_ok(s, &a, now);
+  assert_int_equal(c->views[0].on_hold, 0);
+  assert_int_equal(c->views[0].holder, 0);
+  a.kind = USC_STATE_STOP_RECORDING;
+  assert_int_equal(act_ok(s, &a, now)->views[0].recording, 0);
+  /* Parking positions count the leg parked upstream; a native park runs
+   * out, the upstream one does not. */
+  a.kind = USC_STATE_PARK;
+  a.has_max_in_parking = true;
+  a.max_in_parking = 10;
+  c = act_ok(s, &a, now);
+  assert_int_equal(c->views[0].parked_pos, 2);
+  assert_string_equal(c->views[0].parked_by, "0003*210");
+  assert_int_equal(usc_state_advance(s, now), now + 10 * SEC);
+  assert_int_equal(usc_state_advance(s, now + 10 * SEC), 0);
+  c = get_ok(s, "444444", now + 10 * SEC);
+  assert_int_equal(c->views[0].parked, 0);
+  assert_int_equal(c->views[1].parked, T0 + 2 * SEC);
+  /* UnPark the upstream's parked leg. */
+  a = action(USC_STATE_UNPARK, "444444", "01");
+  a.address.extension = "@self";
+  a.send_call_to = "0003*213";
+  c = act_ok(s, &a, now + 11 * SEC);
+  assert_int_equal(c->views[1].parked, 0);
+  assert_null(c->views[1].parked_by);
+  assert_string_equal(c->views[1].extension, "0003*213");
+  /* PickUp answers the ringing leg; BargeIn adds one; Transfer moves one. */
+  a.kind = USC_STATE_PICK_UP;
+  a.send_call_to = "0003*214";
+  c = act_ok(s, &a, now + 12 * SEC);
+  assert_int_equal(c->views[1].status, 5);
+  assert_int_equal(c->views[1].ringing, 0);
+  assert_int_equal(c->views[1].answered, now + 12 * SEC);
+  a.kind = USC_STATE_BARGE_IN;
+  a.send_call_to = "0003*024";
+  c = act_ok(s, &a, now + 13 * SEC);
+  assert_int_equal(c->n_views, 3);
+  assert_string_equal(c->views[2].id, "02");
+  assert_string_equal(c->views[2].destination[0], "0003*214");
+  a.kind = USC_STATE_TRANSFER;
+  a.phone_call_view_id = "00";
+  a.send_call_to = "0003*300";
+  c = act_ok(s, &a, now + 14 * SEC);
+  assert_string_equal(c->views[0].destination[0], "0003*300");
+  assert_int_equal(c->views[0].n_destination, 1);
+  assert_int_equal(e.n, 9);
+  /* A put brings the upstream's view back. */
+  put_ok(s, "@me", &m.call, now + 15 * SEC);
+  assert_same_call(get_ok(s, "444444", now + 15 * SEC), &m.call);
+  /* Hangup. */
+  usc_state_hangup_t h = {
+      .address = {.extension = "0003*211", .phone_call_id = "444444"}};
+  char **out;
+  assert_int_equal(hangup(s, &h, now + 16 * SEC, &out), 1);
+  assert_string_equal(out[0], "444444");
+  usc_state_ids_free(out, 1);
+  assert_int_equal(e.n, 11);
+  assert_event(&e, 9, USC_STATE_EVENT_UPDATED, "444444", now + 15 * SEC);
+  assert_event(&e, 10, USC_STATE_EVENT_ENDED, "444444", now + 16 * SEC);
+  assert_int_equal(usc_state_call_count(s), 0);
+  usc_state_free(s);
+}
+
+static void test_remove(void **unused) {
+  (void)unused;
+  usc_state_t *s = engine(NULL);
+  events_t e = {0};
+  watch_ok(s, "@me", NULL, &e);
+  snap_t m;
+  snapshot(&m, "444444");
+  put_ok(s, "@me", &m.call, T0);
+  call_id_t native;
+  create_default(s, T0, native);
+  usc_state_address_t me = {.user_id = "@me"}, other = {.user_id = "12"};
+  usc_state_address_t bad = {.user_id = "bad user!"};
+  assert_int_equal(usc_state_remove(s, &other, "444444", T0),
+                   USC_ERR_NOT_FOUND);
+  assert_int_equal(usc_state_remove(s, &bad, "444444", T0), USC_ERR_NOT_FOUND);
+  assert_int_equal(usc_state_remove(s, &me, "nope", T0), USC_ERR_NOT_FOUND);
+  assert_int_equal(usc_state_remove(s, &me, "", T0), USC_ERR_NOT_FOUND);
+  assert_int_equal(usc_state_remove(s, &me, NULL, T0), USC_ERR_NOT_FOUND);
+  assert_int_equal(e.n, 2);
+  assert_int_equal(usc_state_remove(s, &me, "444444", T0 + SEC), 0);
+  assert_int_equal(e.n, 3);
+  assert_event(&e, 2, USC_STATE_EVENT_ENDED, "444444", T0 + SEC);
+  assert_int_equal(usc_state_remove(s, &me, "444444", T0), USC_ERR_NOT_FOUND);
+  /* Native calls too, whatever the extension. */
+  assert_int_equal(usc_state_remove(s, &me, native, T0 + SEC), 0);
+  assert_int_equal(usc_state_call_count(s), 0);
+  assert_int_equal(e.n, 4);
+  usc_state_free(s);
+}
+
+static void test_retain(void **unused) {
+  (void)unused;
+  usc_state_t *s = engine(NULL);
+  events_t e = {0};
+  watch_ok(s, "@me", NULL, &e);
+  snap_t m;
+  /* User 1: A and B match 0003*210 (B by a view), C does not; user 12
+   * has D, which does. */
+  snapshot(&m, "A");
+  put_ok(s, "@me", &m.call, T0);
+  snapshot(&m, "B");
+  m.call.extension = "0003*211";
+  put_ok(s, "@me", &m.call, T0);
+  snapshot(&m, "C");
+  m.call.extension = "0003*999";
+  m.views[0].extension = "0003*999";
+  put_ok(s, "@me", &m.call, T0);
+  snapshot(&m, "D");
+  put_ok(s, "12", &m.call, T0);
+  e.n = 0;
+  usc_state_address_t a = {.user_id = "@me", .extension = "0003*210"};
+  const char *const keep[] = {"A", "nope", NULL, "C", "D"};
+  assert_int_equal(usc_state_retain(s, &a, keep, USC_ARRAY_LEN(keep), T0 + SEC),
+                   1);
+  assert_int_equal(e.n, 1);
+  assert_event(&e, 0, USC_STATE_EVENT_ENDED, "B", T0 + SEC);
+  assert_null(get_as(s, "1", "B"));
+  assert_non_null(get_as(s, "1", "A"));
+  /* Keeping them all ends nothing. */
+  const char *const all[] = {"A", "C"};
+  a.extension = "@self";
+  assert_int_equal(usc_state_retain(s, &a, all, 2, T0 + SEC), 0);
+  /* Nothing kept this time: the marks of the last call are gone. */
+  a.extension = NULL;
+  assert_int_equal(usc_state_retain(s, &a, NULL, 0, T0 + 2 * SEC), 2);
+  assert_int_equal(e.n, 3);
+  assert_int_equal(usc_state_call_count(s), 1);
+  assert_non_null(get_as(s, "12", "D"));
+  /* A malformed user or extension ends nothing. */
+  usc_state_address_t bad_user = {.user_id = "bad user!"};
+  usc_state_address_t bad_ext = {.user_id = "12", .extension = "abc"};
+  assert_int_equal(usc_state_retain(s, &bad_user, NULL, 0, T0),
+                   USC_ERR_INVALID);
+  assert_int_equal(usc_state_retain(s, &bad_ext, NULL, 0, T0), USC_ERR_INVALID);
+  assert_int_equal(usc_state_call_count(s), 1);
+  usc_state_free(s);
+}
+
+/* ---- allocation failures ---- */
 
 /* Everything the engine shows of user 1's calls, as text. */
 static void dump(usc_state_t *s, char *out, size_t cap) {
@@ -1872,6 +2461,57 @@ static int hangup_one_op(usc_state_t *s, const char *id, usc_state_err_t *err) {
   return rc;
 }
 
+static void mirrored_call(usc_state_t *s, call_id_t id) {
+  snap_t m;
+  snapshot(&m, "444444");
+  put_ok(s, "@me", &m.call, T0);
+  strcpy(id, "444444");
+}
+
+static void twelve_mirrored(usc_state_t *s, call_id_t id) {
+  for (int i = 0; i < 12; i++) {
+    snap_t m;
+    snprintf(id, USC_STATE_MAX_ID_LEN + 1, "m%d", i);
+    snapshot(&m, id);
+    put_ok(s, "@me", &m.call, T0);
+  }
+}
+
+static int put_new_op(usc_state_t *s, const char *id, usc_state_err_t *err) {
+  snap_t m;
+  (void)id;
+  snapshot(&m, LONG_ID);
+  return put_as(s, "@me", &m.call, T0, err);
+}
+
+/* Replaces the call `id` (mirrored or native) with a changed copy. */
+static int put_replace_op(usc_state_t *s, const char *id,
+                          usc_state_err_t *err) {
+  snap_t m;
+  snapshot(&m, id);
+  m.views[1].status = 5;
+  m.call.published = 0;
+  return put_as(s, "@me", &m.call, T0, err);
+}
+
+static int put_same_op(usc_state_t *s, const char *id, usc_state_err_t *err) {
+  snap_t m;
+  snapshot(&m, id);
+  return put_as(s, "@me", &m.call, T0, err);
+}
+
+static int act_mirrored_op(usc_state_t *s, const char *id,
+                           usc_state_err_t *err) {
+  usc_state_action_t a = action(USC_STATE_UNPARK, id, "01");
+  return act_with(s, &a, err);
+}
+
+static int barge_mirrored_op(usc_state_t *s, const char *id,
+                             usc_state_err_t *err) {
+  usc_state_action_t a = action(USC_STATE_BARGE_IN, id, "00");
+  return act_with(s, &a, err);
+}
+
 static int watch_op(usc_state_t *s, const char *id, usc_state_err_t *err) {
   usc_state_address_t a = {.extension = "0003*210"};
   usc_state_watch_t *w;
@@ -1921,6 +2561,13 @@ static void test_alloc_failures(void **unused) {
       {"hangup all", joined_call, hangup_all_op},
       {"hangup one", parked_call, hangup_one_op},
       {"watch", one_call, watch_op},
+      {"put new", one_call, put_new_op},
+      {"put new+grow", twelve_mirrored, put_new_op},
+      {"put replace", mirrored_call, put_replace_op},
+      {"put replace native", parked_call, put_replace_op},
+      {"put same", mirrored_call, put_same_op},
+      {"unpark mirrored", mirrored_call, act_mirrored_op},
+      {"barge mirrored", mirrored_call, barge_mirrored_op},
   };
   for (size_t i = 0; i < USC_ARRAY_LEN(scenarios); i++) {
     print_message("scenario %s\n", scenarios[i].name);
@@ -2022,6 +2669,16 @@ int main(void) {
       cmocka_unit_test(test_unwatch_any_time),
       cmocka_unit_test(test_watch_validation),
       cmocka_unit_test(test_many_calls),
+      cmocka_unit_test(test_put_new_replace_identical),
+      cmocka_unit_test(test_put_published_and_order),
+      cmocka_unit_test(test_put_ids_of_other_lengths),
+      cmocka_unit_test(test_put_validation),
+      cmocka_unit_test(test_put_max_calls),
+      cmocka_unit_test(test_put_users),
+      cmocka_unit_test(test_put_watchers_of_old_extension),
+      cmocka_unit_test(test_actions_on_mirrored_call),
+      cmocka_unit_test(test_remove),
+      cmocka_unit_test(test_retain),
       cmocka_unit_test(test_alloc_failures),
       cmocka_unit_test(test_alloc_failures_new),
   };

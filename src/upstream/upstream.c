@@ -57,11 +57,10 @@ struct usc_upstream_req {
   usc_upstream_req_t *prev;
   usc_upstream_done_fn done;
   void *user;
-  bool active;       /* in the client's active list */
-  uint64_t deadline; /* loop time, ms */
-  size_t heap_index; /* in the deadline heap, SIZE_MAX when not */
-  bool in_multi;     /* added to libcurl (not when expired before start) */
-  bool completing;   /* its callback has started */
+  bool active;              /* in the client's active list */
+  usc_heap_node_t deadline; /* key: loop time, ms */
+  bool in_multi;   /* added to libcurl (not when expired before start) */
+  bool completing; /* its callback has started */
   /* Set when the request must end from the loop with this error: its
    * deadline passed before it started, or its socket cannot be watched. */
   usc_upstream_error_t pending;
@@ -97,8 +96,7 @@ struct usc_upstream {
   /* Min-heap of in-flight requests by deadline, sized max_requests. It
    * backs libcurl's own timeout, which 7.88 does not apply to transfers
    * queued for a free connection. */
-  usc_upstream_req_t **heap;
-  size_t heap_len;
+  usc_heap_t deadlines;
   sock_t *socks;
   int open_handles;
   void (*on_closed)(void *);
@@ -415,75 +413,36 @@ static void req_put(usc_upstream_req_t *req);
 
 /* ---- deadline heap ---- */
 
-static void heap_swap(usc_upstream_t *c, size_t a, size_t b) {
-  usc_upstream_req_t *t = c->heap[a];
-  c->heap[a] = c->heap[b];
-  c->heap[b] = t;
-  c->heap[a]->heap_index = a;
-  c->heap[b]->heap_index = b;
-}
-
-static void heap_up(usc_upstream_t *c, size_t i) {
-  while (i > 0 && c->heap[(i - 1) / 2]->deadline > c->heap[i]->deadline) {
-    heap_swap(c, i, (i - 1) / 2);
-    i = (i - 1) / 2;
-  }
-}
-
-static void heap_down(usc_upstream_t *c, size_t i) {
-  for (;;) {
-    size_t least = i;
-    size_t l = 2 * i + 1;
-    size_t r = l + 1;
-    if (l < c->heap_len && c->heap[l]->deadline < c->heap[least]->deadline)
-      least = l;
-    if (r < c->heap_len && c->heap[r]->deadline < c->heap[least]->deadline)
-      least = r;
-    if (least == i)
-      return;
-    heap_swap(c, i, least);
-    i = least;
-  }
-}
-
 static void on_deadline(uv_timer_t *timer);
 
 static void arm_deadline(usc_upstream_t *c) {
   if (c->closing)
     return;
-  if (c->heap_len == 0) {
+  usc_heap_node_t *first = usc_heap_peek(&c->deadlines);
+  if (first == NULL) {
     uv_timer_stop(&c->deadline_timer);
     return;
   }
   uint64_t now = uv_now(c->loop);
-  uint64_t due = c->heap[0]->deadline;
+  uint64_t due = (uint64_t)first->key;
   uv_timer_start(&c->deadline_timer, on_deadline, due > now ? due - now : 0, 0);
 }
 
 /* Cannot fail: the heap holds max_requests, the most ever in flight. */
 static void heap_push(usc_upstream_req_t *req) {
   usc_upstream_t *c = req->client;
-  req->heap_index = c->heap_len;
-  c->heap[c->heap_len++] = req;
-  heap_up(c, req->heap_index);
-  if (req->heap_index == 0)
+  (void)usc_heap_push(&c->deadlines, &req->deadline);
+  if (usc_heap_peek(&c->deadlines) == &req->deadline)
     arm_deadline(c);
 }
 
 static void heap_remove(usc_upstream_req_t *req) {
   usc_upstream_t *c = req->client;
-  size_t i = req->heap_index;
-  if (i == SIZE_MAX)
+  if (!usc_heap_node_in_heap(&req->deadline))
     return;
-  req->heap_index = SIZE_MAX;
-  c->heap_len--;
-  if (i != c->heap_len) {
-    c->heap[i] = c->heap[c->heap_len];
-    c->heap[i]->heap_index = i;
-    heap_up(c, i);
-    heap_down(c, c->heap[i]->heap_index);
-  }
-  if (i == 0)
+  bool first = usc_heap_peek(&c->deadlines) == &req->deadline;
+  usc_heap_remove(&c->deadlines, &req->deadline);
+  if (first)
     arm_deadline(c);
 }
 
@@ -534,8 +493,11 @@ static void complete_with(usc_upstream_req_t *req, usc_upstream_error_t error,
 static void on_deadline(uv_timer_t *timer) {
   usc_upstream_t *c = timer->data;
   uint64_t now = uv_now(c->loop);
-  while (!c->closing && c->heap_len > 0 && c->heap[0]->deadline <= now) {
-    usc_upstream_req_t *req = c->heap[0];
+  usc_heap_node_t *first;
+  while (!c->closing && (first = usc_heap_peek(&c->deadlines)) != NULL &&
+         (uint64_t)first->key <= now) {
+    usc_upstream_req_t *req =
+        USC_CONTAINER_OF(first, usc_upstream_req_t, deadline);
     usc_upstream_result_t res;
     snprintf(req->errbuf, sizeof(req->errbuf), "deadline passed %s",
              was_sent(req) ? "awaiting the response"
@@ -784,7 +746,7 @@ static usc_upstream_req_t *req_get(usc_upstream_t *c) {
   }
   req->client = c;
   req->next = req->prev = NULL;
-  req->heap_index = SIZE_MAX;
+  req->deadline = (usc_heap_node_t){0};
   capture_reset(req);
   return req;
 }
@@ -995,7 +957,7 @@ int usc_upstream_request(usc_upstream_t *c, const usc_upstream_request_t *r,
   if (req == NULL)
     return USC_ERR_NOMEM;
   long timeout_ms = timeout_for(c, r);
-  req->deadline = uv_now(c->loop) + (uint64_t)timeout_ms;
+  req->deadline.key = (int64_t)(uv_now(c->loop) + (uint64_t)timeout_ms);
   rc = req_prepare(req, r, timeout_ms);
   if (rc == 0 && timeout_ms > 0) {
     if (curl_multi_add_handle(c->multi, req->easy) != CURLM_OK)
@@ -1091,7 +1053,7 @@ static void client_free(usc_upstream_t *c) {
   }
   if (c->multi != NULL)
     curl_multi_cleanup(c->multi);
-  usc_free(c->heap);
+  usc_heap_free(&c->deadlines);
   usc_free(c->base_url);
   usc_free(c->ca_file);
   usc_free(c->user_agent);
@@ -1112,8 +1074,7 @@ int usc_upstream_create(uv_loop_t *loop, const usc_upstream_config_t *config,
   c->config = *config;
   apply_defaults(&c->config);
   rc = copy_strings(c, config);
-  if (rc == 0 &&
-      (c->heap = usc_calloc(c->config.max_requests, sizeof(*c->heap))) == NULL)
+  if (rc == 0 && usc_heap_reserve(&c->deadlines, c->config.max_requests) != 0)
     rc = USC_ERR_NOMEM;
   if (rc == 0 && (c->multi = curl_multi_init()) == NULL)
     rc = USC_ERR_NOMEM;

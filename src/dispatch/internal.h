@@ -1,0 +1,101 @@
+/* What dispatch.c and the translation backend (uapi.c, poller.c) share:
+ * the dispatcher and its calls. Private to dispatch. */
+#ifndef USC_DISPATCH_INTERNAL_H
+#define USC_DISPATCH_INTERNAL_H
+
+#include "src/creds/creds.h"
+#include "src/dispatch/arena.h"
+#include "src/dispatch/breaker.h"
+#include "src/dispatch/dispatch.h"
+#include "src/dispatch/methods.h"
+#include "src/dispatch/native.h"
+#include "src/upstream/upstream.h"
+#include "src/xlate/xlate.h"
+
+typedef struct rpc rpc_t;
+typedef struct poller poller_t;
+
+struct rpc {
+  usc_dispatch_t *dispatch;
+  usc_h2_call_t *call;
+  const method_t *method;
+  char path[128];
+  uint64_t start_ns;
+  uint8_t *request; /* the raw request message, kept until half-close */
+  size_t request_len;
+  size_t request_cap;
+  bool has_request;
+  const char *backend; /* who answers: "native" or "uapi" */
+  usc_state_watch_t *watch;
+  poller_t *poller; /* WatchPhoneCalls in front of UAPI */
+  rpc_t *next;      /* in a watch list or the free list */
+  rpc_t *prev;
+  /* An exchange with the upstream: the request message and everything
+   * built from it live in the call's own arena until it is answered. */
+  arena_t arena;
+  const ProtobufCMessage *msg;
+  usc_xlate_rpc_t xrpc;
+  usc_upstream_req_t *upstream;
+  usc_creds_waiter_t creds_wait;
+  bool waiting_creds;
+  bool probe;
+  bool retried_auth;
+  bool fetching;
+  bool headers_sent;
+  char authorization[2048]; /* the value sent upstream, "" for none */
+  char fetch_path[USC_XLATE_PATH_MAX];
+};
+
+struct usc_dispatch {
+  usc_dispatch_config_t config;
+  uv_timer_t advance_timer;
+  int64_t advance_due; /* engine time of the armed timer, 0 = none */
+  arena_t arena;
+  arena_t event_arena;
+  rpc_t *watches;
+  rpc_t *free_rpcs;
+  fields_t fields;
+  native_t native;
+  breaker_t breaker;
+  poller_t *pollers;
+  void (*on_closed)(void *);
+  void *closed_user;
+};
+
+/* Answering a call; each ends it (the rpc is released). */
+void rpc_finish(rpc_t *rpc, usc_grpc_status_t status, const char *uapi_code,
+                const char *message);
+void rpc_finish_extra(rpc_t *rpc, usc_grpc_status_t status,
+                      const char *uapi_code, const char *message,
+                      const usc_h2_header_t *extra, size_t n_extra);
+void rpc_reply(rpc_t *rpc, const ProtobufCMessage *message);
+void rpc_conclude(rpc_t *rpc, const outcome_t *out);
+/* Sends the response headers of a stream before its first message. */
+void rpc_open_stream(rpc_t *rpc);
+
+/* Serves a decoded request from the native engine. */
+void serve_native(rpc_t *rpc, const ProtobufCMessage *msg);
+
+/* The translation backend (uapi.c): serves the decoded request `msg`
+ * (in rpc->arena) through the upstream, or natively when the auto backend
+ * decides so; cancel stops what is in flight. */
+void uapi_serve(rpc_t *rpc, const ProtobufCMessage *msg);
+void uapi_cancel(rpc_t *rpc);
+
+/* Copies what the upstream answered for `msg` into the engine. */
+void mirror_answer(usc_dispatch_t *d, const method_t *m,
+                   const ProtobufCMessage *msg,
+                   const ProtobufCMessage *response);
+
+/* WatchPhoneCalls in front of UAPI (poller.c). */
+void poller_watch(rpc_t *rpc, const ProtobufCMessage *msg);
+void poller_unwatch(rpc_t *rpc);
+/* Ends every polled stream with OK (shutdown). */
+void pollers_end_streams(usc_dispatch_t *d);
+/* Stops the pollers; their timers close on the loop. Streams must be
+ * over. */
+void pollers_close(usc_dispatch_t *d);
+
+int64_t dispatch_now_ns(const usc_dispatch_t *d);
+
+#endif

@@ -1,0 +1,80 @@
+/* The UAPI REST facade: UAPI requests over HTTP/1.1, answered by the
+ * native engine through the same path as gRPC calls, so REST clients (and
+ * another sidecar's translation backend) can use the sidecar as a UAPI
+ * stand-in. */
+#include <string.h>
+
+#include "src/dispatch/internal.h"
+
+static void respond(usc_admin_req_t *req, const usc_xlate_reply_t *reply) {
+  usc_admin_respond(req, reply->status,
+                    reply->body != NULL ? "application/json" : NULL, NULL, 0,
+                    reply->body, reply->body_len);
+}
+
+static void respond_error(usc_admin_req_t *req, usc_xlate_rpc_t rpc,
+                          usc_grpc_status_t status, const char *code,
+                          const char *message) {
+  usc_xlate_reply_t reply = {0};
+  if (usc_xlate_facade_error(rpc, status, code, message, &reply) != 0) {
+    usc_admin_respond(req, 500, NULL, NULL, 0, NULL, 0);
+    return;
+  }
+  respond(req, &reply);
+  usc_xlate_reply_free(&reply);
+}
+
+static void serve(usc_dispatch_t *d, usc_admin_req_t *req, usc_xlate_rpc_t rpc,
+                  const ProtobufCMessage *msg) {
+  const char *name = usc_xlate_rpc_info(rpc)->method;
+  const method_t *m = method_named(name, strlen(name));
+  outcome_t out;
+  native_serve(&d->native, m, msg, NULL, &d->arena, &out);
+  if (out.status != USC_GRPC_OK) {
+    respond_error(req, rpc, out.status, out.uapi_code, out.message);
+    return;
+  }
+  usc_xlate_reply_t reply = {0};
+  if (usc_xlate_facade_answer(rpc, out.response, &reply) != 0) {
+    respond_error(req, rpc, USC_GRPC_INTERNAL, NULL, "cannot write the answer");
+    return;
+  }
+  respond(req, &reply);
+  usc_xlate_reply_free(&reply);
+}
+
+static void on_request(void *user, usc_admin_req_t *req,
+                       const usc_admin_request_t *request) {
+  usc_dispatch_t *d = user;
+  usc_xlate_incoming_t in = {
+      .method = request->method,
+      .method_len = strlen(request->method),
+      .target = request->target,
+      .target_len = request->target_len,
+      .body = (const char *)request->body,
+      .body_len = request->body_len,
+  };
+  usc_xlate_rpc_t rpc = USC_XLATE_RPC_NONE;
+  ProtobufCMessage *msg;
+  usc_xlate_error_t err;
+  if (usc_xlate_facade_parse(&in, &d->arena.allocator, &rpc, &msg, &err) != 0)
+    respond_error(req, rpc, err.status, err.code, err.message);
+  else
+    serve(d, req, rpc, msg);
+  arena_reset(&d->arena);
+}
+
+/* Every request is answered before on_request returns: nothing to stop. */
+static void on_cancel(void *user, usc_admin_req_t *req) {
+  (void)user;
+  (void)req;
+}
+
+static const usc_admin_handler_t rest_handler = {
+    .on_request = on_request,
+    .on_cancel = on_cancel,
+};
+
+const usc_admin_handler_t *usc_dispatch_rest_handler(void) {
+  return &rest_handler;
+}
