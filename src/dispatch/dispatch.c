@@ -29,7 +29,7 @@ static void rpc_release(rpc_t *rpc) {
   rpc->msg = NULL;
   rpc->probe = rpc->retried_auth = rpc->fetching = false;
   rpc->headers_sent = false;
-  rpc->authorization[0] = '\0';
+  rpc->authorization = NULL;
   arena_reset(&rpc->arena);
   rpc->next = d->free_rpcs;
   d->free_rpcs = rpc;

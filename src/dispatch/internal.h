@@ -42,7 +42,7 @@ struct rpc {
   bool retried_auth;
   bool fetching;
   bool headers_sent;
-  char authorization[2048]; /* the value sent upstream, "" for none */
+  const char *authorization; /* the value sent upstream (arena), or NULL */
   char fetch_path[USC_XLATE_PATH_MAX];
 };
 
@@ -86,6 +86,10 @@ void uapi_cancel(rpc_t *rpc);
 void mirror_answer(usc_dispatch_t *d, const method_t *m,
                    const ProtobufCMessage *msg,
                    const ProtobufCMessage *response);
+
+/* The upstream said the call `msg` names is not found: drop it. */
+void mirror_gone(usc_dispatch_t *d, const method_t *m,
+                 const ProtobufCMessage *msg);
 
 /* WatchPhoneCalls in front of UAPI (poller.c). */
 void poller_watch(rpc_t *rpc, const ProtobufCMessage *msg);

@@ -24,6 +24,38 @@ static void remove_all(usc_dispatch_t *d, const usc_state_address_t *owner,
     usc_state_remove(d->config.state, owner, ids[i], dispatch_now_ns(d));
 }
 
+/* A List without filter, id or offset that returned every match names
+ * all the calls of that user and extension: the others have ended. */
+static bool
+is_whole_list(const ProtobufCMessage *msg,
+              const Uapi__Phonecalls__V1__ListPhoneCallsResponse *l) {
+  const Uapi__Phonecalls__V1__ListPhoneCallsRequest *req = (const void *)msg;
+  bool offset = req->start_index != NULL && req->start_index->value != 0;
+  return !offset && req->phone_call_id[0] == '\0' &&
+         req->filter_by[0] == '\0' &&
+         (size_t)l->total_results == l->n_phone_calls;
+}
+
+static void retain(usc_dispatch_t *d, const usc_state_address_t *owner,
+                   const Uapi__Phonecalls__V1__ListPhoneCallsResponse *list) {
+  const char **ids =
+      arena_alloc(&d->arena, (list->n_phone_calls + 1) * sizeof(*ids));
+  if (ids == NULL)
+    return;
+  for (size_t i = 0; i < list->n_phone_calls; i++)
+    ids[i] = list->phone_calls[i]->id;
+  usc_state_retain(d->config.state, owner, ids, list->n_phone_calls,
+                   dispatch_now_ns(d));
+}
+
+void mirror_gone(usc_dispatch_t *d, const method_t *m,
+                 const ProtobufCMessage *msg) {
+  usc_state_address_t owner = address_of(&d->fields, m, msg, NULL);
+  if (owner.phone_call_id[0] != '\0')
+    usc_state_remove(d->config.state, &owner, owner.phone_call_id,
+                     dispatch_now_ns(d));
+}
+
 void mirror_answer(usc_dispatch_t *d, const method_t *m,
                    const ProtobufCMessage *msg,
                    const ProtobufCMessage *response) {
@@ -38,6 +70,8 @@ void mirror_answer(usc_dispatch_t *d, const method_t *m,
     if (((const Uapi__Phonecalls__V1__ListPhoneCallsRequest *)msg)->n_fields)
       break;
     put_all(d, &owner, list->phone_calls, list->n_phone_calls);
+    if (is_whole_list(msg, list))
+      retain(d, &owner, list);
     break;
   case KIND_CREATE:
     created = (const void *)response;

@@ -25,8 +25,9 @@ struct poller {
   poller_t *prev;
   char user[72];
   char extension[40];
-  char authorization[2048];
-  rpc_t *watchers; /* linked through rpc->next and rpc->prev */
+  char *client_auth; /* the watchers' own authorization: part of the key */
+  char *token;       /* the sidecar's credentials for the next poll, or NULL */
+  rpc_t *watchers;   /* linked through rpc->next and rpc->prev */
   uv_timer_t timer;
   usc_upstream_req_t *request;
   usc_creds_waiter_t creds_wait;
@@ -146,6 +147,31 @@ static void go_live(poller_t *p) {
 
 /* ---- polling ---- */
 
+/* An upstream that refuses the watch (bad address, credentials, access)
+ * will not change its mind: the streams end with its answer. Anything
+ * else may pass, and the next poll tries again. */
+static bool is_refusal(usc_grpc_status_t status) {
+  switch (status) {
+  case USC_GRPC_INVALID_ARGUMENT:
+  case USC_GRPC_NOT_FOUND:
+  case USC_GRPC_PERMISSION_DENIED:
+  case USC_GRPC_UNAUTHENTICATED:
+  case USC_GRPC_FAILED_PRECONDITION:
+  case USC_GRPC_UNIMPLEMENTED:
+    return true;
+  default:
+    return false;
+  }
+}
+
+static void end_watchers(poller_t *p, const usc_xlate_error_t *err) {
+  while (p->watchers != NULL) {
+    rpc_t *w = p->watchers;
+    poller_unwatch(w);
+    rpc_finish(w, err->status, err->code[0] ? err->code : NULL, err->message);
+  }
+}
+
 static void schedule(poller_t *p);
 
 static void take_answer(poller_t *p, const usc_upstream_result_t *r) {
@@ -165,7 +191,12 @@ static void take_answer(poller_t *p, const usc_upstream_result_t *r) {
   usc_xlate_result_t result;
   seen_t *now;
   size_t n_now;
-  if (usc_xlate_answer_parse(&answer, &result) != USC_XLATE_DONE ||
+  int outcome = usc_xlate_answer_parse(&answer, &result);
+  if (outcome == USC_XLATE_FAILED && is_refusal(result.error.status)) {
+    end_watchers(p, &result.error);
+    return;
+  }
+  if (outcome != USC_XLATE_DONE ||
       seen_build((void *)result.response, &now, &n_now) != 0)
     return; /* the next poll tries again */
   mirror_answer(p->dispatch, &methods[0], &req.base, result.response);
@@ -202,13 +233,14 @@ static void send_poll(poller_t *p) {
     schedule(p);
     return;
   }
+  const char *auth = p->token != NULL ? p->token : p->client_auth;
   usc_upstream_header_t headers[2] = {{"accept", "application/json"},
-                                      {"authorization", p->authorization}};
+                                      {"authorization", auth}};
   usc_upstream_request_t up = {
       .method = USC_UPSTREAM_GET,
       .path = built.target,
       .headers = headers,
-      .n_headers = p->authorization[0] ? 2 : 1,
+      .n_headers = auth[0] ? 2 : 1,
       .done = on_polled,
       .user = p,
   };
@@ -224,8 +256,13 @@ static void on_poll_credentials(void *user, const usc_creds_result_t *creds) {
     schedule(p);
     return;
   }
-  snprintf(p->authorization, sizeof(p->authorization), "%s",
-           creds->authorization != NULL ? creds->authorization : "");
+  usc_free(p->token);
+  p->token =
+      creds->authorization != NULL ? usc_strdup(creds->authorization) : NULL;
+  if (creds->authorization != NULL && p->token == NULL) {
+    schedule(p);
+    return;
+  }
   send_poll(p);
 }
 
@@ -249,6 +286,8 @@ static void schedule(poller_t *p) {
 
 static void on_poller_closed(uv_handle_t *handle) {
   poller_t *p = handle->data;
+  usc_free(p->client_auth);
+  usc_free(p->token);
   seen_free(p->seen, p->n_seen);
   arena_free(&p->arena);
   usc_free(p);
@@ -273,7 +312,7 @@ static poller_t *poller_find(usc_dispatch_t *d, const char *user,
                              const char *extension, const char *auth) {
   for (poller_t *p = d->pollers; p != NULL; p = p->next) {
     if (strcmp(p->user, user) == 0 && strcmp(p->extension, extension) == 0 &&
-        strcmp(p->authorization, auth) == 0)
+        strcmp(p->client_auth, auth) == 0)
       return p;
   }
   return NULL;
@@ -282,12 +321,16 @@ static poller_t *poller_find(usc_dispatch_t *d, const char *user,
 static poller_t *poller_new(usc_dispatch_t *d, const char *user,
                             const char *extension, const char *auth) {
   poller_t *p = usc_calloc(1, sizeof(*p));
-  if (p == NULL)
+  char *client_auth = usc_strdup(auth);
+  if (p == NULL || client_auth == NULL) {
+    usc_free(p);
+    usc_free(client_auth);
     return NULL;
+  }
   p->dispatch = d;
+  p->client_auth = client_auth;
   snprintf(p->user, sizeof(p->user), "%s", user);
   snprintf(p->extension, sizeof(p->extension), "%s", extension);
-  snprintf(p->authorization, sizeof(p->authorization), "%s", auth);
   arena_init(&p->arena);
   uv_timer_init(d->config.loop, &p->timer);
   p->timer.data = p;

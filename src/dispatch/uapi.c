@@ -49,7 +49,7 @@ static size_t request_headers(rpc_t *rpc, bool has_body,
   h[n++] = (usc_upstream_header_t){"accept", "application/json"};
   if (has_body)
     h[n++] = (usc_upstream_header_t){"content-type", "application/json"};
-  if (rpc->authorization[0] != '\0')
+  if (rpc->authorization != NULL)
     h[n++] = (usc_upstream_header_t){"authorization", rpc->authorization};
   for (size_t i = 0; i < FORWARDED_NAMES; i++) {
     const char *value = usc_h2_call_header(rpc->call, forwarded[i]);
@@ -112,8 +112,16 @@ static void on_credentials(void *user, const usc_creds_result_t *creds) {
   const char *value = creds->authorization;
   if (value == NULL) /* no credentials of our own: forward the client's */
     value = usc_h2_call_header(rpc->call, "authorization");
-  snprintf(rpc->authorization, sizeof(rpc->authorization), "%s",
-           value != NULL ? value : "");
+  rpc->authorization = NULL;
+  if (value != NULL) {
+    size_t size = strlen(value) + 1;
+    char *copy = arena_alloc(&rpc->arena, size);
+    if (copy == NULL) {
+      rpc_finish(rpc, USC_GRPC_RESOURCE_EXHAUSTED, NULL, "out of memory");
+      return;
+    }
+    rpc->authorization = memcpy(copy, value, size);
+  }
   if (rpc->fetching)
     send_upstream(rpc, "GET", rpc->fetch_path, NULL, 0);
   else
@@ -195,6 +203,8 @@ static void handle_answer(rpc_t *rpc, const usc_upstream_result_t *r) {
     snprintf(rpc->fetch_path, sizeof(rpc->fetch_path), "%s", result.fetch_path);
     send_upstream(rpc, "GET", rpc->fetch_path, NULL, 0);
   } else if (outcome == USC_XLATE_FAILED) {
+    if (result.error.status == USC_GRPC_NOT_FOUND)
+      mirror_gone(rpc->dispatch, rpc->method, rpc->msg);
     fail_answer(rpc, &result.error, r);
   } else {
     rpc_finish(rpc, USC_GRPC_INTERNAL, NULL,
@@ -211,7 +221,8 @@ static bool retry_with_fresh_token(rpc_t *rpc, int status) {
   if (status != 401 || creds == NULL || rpc->retried_auth)
     return false;
   rpc->retried_auth = true;
-  usc_creds_invalidate(creds, rpc->authorization);
+  if (rpc->authorization != NULL)
+    usc_creds_invalidate(creds, rpc->authorization);
   authorize_and_send(rpc);
   return true;
 }
@@ -243,18 +254,18 @@ void uapi_serve(rpc_t *rpc, const ProtobufCMessage *msg) {
                "this method has no UAPI operation");
     return;
   }
+  /* Refused before anything is sent: it says nothing of the upstream. */
+  usc_xlate_error_t err;
+  if (usc_xlate_request_check(rpc->xrpc, msg, &err) != 0) {
+    rpc_finish(rpc, err.status, err.code[0] ? err.code : NULL, err.message);
+    return;
+  }
   bool upstream = true;
   if (d->config.backend == USC_BACKEND_AUTO)
     upstream = breaker_allow(&d->breaker, loop_now(rpc), &rpc->probe);
   if (!upstream) {
     rpc->backend = "native";
     serve_native(rpc, msg);
-    return;
-  }
-  usc_xlate_error_t err;
-  if (usc_xlate_request_check(rpc->xrpc, msg, &err) != 0) {
-    record(rpc, true);
-    rpc_finish(rpc, err.status, err.code[0] ? err.code : NULL, err.message);
     return;
   }
   rpc->backend = "uapi";
