@@ -1,6 +1,5 @@
 #include "src/admin/admin.h"
 
-#include <arpa/inet.h>
 #include <http_parser.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +7,7 @@
 #include <time.h>
 
 #include "src/base/base.h"
+#include "src/net/net.h"
 
 #define READ_BUFFER_SIZE (64 * 1024)
 #define MAX_HEADERS 64
@@ -61,13 +61,11 @@ struct conn {
   usc_admin_server_t *server;
   conn_t *next;
   conn_t *prev;
-  conn_t *next_dirty;
   conn_state_t state;
   head_state_t hstate;
   int handles;      /* of tcp and timer, still open */
   int error_status; /* set by a parser callback that refuses the request */
   bool closed;
-  bool dirty;
   bool writing;
   bool shut;
   bool read_stopped;
@@ -86,22 +84,19 @@ struct conn {
   buf_t out;  /* responses queued this loop turn */
   buf_t wbuf; /* responses being written */
   usc_admin_req_t req;
-  char peer[64];
+  usc_net_mark_t dirty; /* to parse and write this loop turn */
+  char peer[USC_NET_ADDRESS_SIZE];
 };
 
 struct usc_admin_server {
   uv_loop_t *loop;
   usc_admin_config_t config;
   uv_tcp_t listener;
-  uv_check_t flusher;
-  uv_idle_t waker;
+  usc_net_batch_t flusher; /* runs each dirty connection once a turn */
   /* Accepts connections that are refused (over the limit, or no memory)
-   * only to close them: it needs no memory, so a refusal cannot fail. */
-  uv_tcp_t spare;
-  bool spare_busy;
-  bool accept_waiting; /* a connection waits for the spare */
+   * only to close them. */
+  usc_net_spare_t spare;
   conn_t *conns;
-  conn_t *dirty;
   size_t n_conns;
   size_t pending;
   int open_handles;
@@ -110,7 +105,7 @@ struct usc_admin_server {
   bool closing;
   time_t date_sec;
   char date[64];
-  char address[80];
+  char address[USC_NET_ADDRESS_SIZE];
   void (*on_closed)(void *);
   void *closed_user;
   char read_buffer[READ_BUFFER_SIZE];
@@ -132,14 +127,10 @@ typedef struct {
 static int buf_reserve(buf_t *b, size_t extra) {
   if (b->len + extra <= b->cap)
     return 0;
-  size_t cap = b->cap ? b->cap : 1024;
-  while (cap < b->len + extra)
-    cap *= 2;
-  char *grown = usc_realloc(b->data, cap);
+  char *grown = usc_grow(b->data, &b->cap, b->len + extra, 1024);
   if (grown == NULL)
     return USC_ERR_NOMEM;
   b->data = grown;
-  b->cap = cap;
   return 0;
 }
 
@@ -167,31 +158,6 @@ static void buf_recycle(buf_t *b, size_t keep) {
     b->cap = 0;
   }
   b->len = 0;
-}
-
-/* ---- addresses ---- */
-
-static void format_address(const struct sockaddr_storage *addr, char *out,
-                           size_t cap) {
-  char ip[INET6_ADDRSTRLEN] = "?";
-  if (addr->ss_family == AF_INET6) {
-    const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)addr;
-    uv_ip6_name(a6, ip, sizeof(ip));
-    snprintf(out, cap, "[%s]:%d", ip, ntohs(a6->sin6_port));
-  } else if (addr->ss_family == AF_INET) {
-    const struct sockaddr_in *a4 = (const struct sockaddr_in *)addr;
-    uv_ip4_name(a4, ip, sizeof(ip));
-    snprintf(out, cap, "%s:%d", ip, ntohs(a4->sin_port));
-  } else {
-    snprintf(out, cap, "?:0");
-  }
-}
-
-static int resolve(const char *host, int port, struct sockaddr_storage *addr) {
-  memset(addr, 0, sizeof(*addr));
-  if (strchr(host, ':') != NULL)
-    return uv_ip6_addr(host, port, (struct sockaddr_in6 *)addr);
-  return uv_ip4_addr(host, port, (struct sockaddr_in *)addr);
 }
 
 /* ---- the Date header, formatted once a second ---- */
@@ -325,28 +291,9 @@ static int write_response(conn_t *c, const response_t *r) {
 
 /* ---- connection output: gathered, one write per loop turn ---- */
 
-/* Only its being active matters: see mark_dirty. */
-static void on_wake(uv_idle_t *idle) { (void)idle; }
-
 static void mark_dirty(conn_t *c) {
-  if (c->dirty || c->closed)
-    return;
-  c->dirty = true;
-  c->next_dirty = c->server->dirty;
-  c->server->dirty = c;
-  /* An active idle handle keeps the loop from blocking in poll before the
-   * check phase flushes. */
-  uv_idle_start(&c->server->waker, on_wake);
-}
-
-static void unmark_dirty(conn_t *c) {
-  if (!c->dirty)
-    return;
-  conn_t **p = &c->server->dirty;
-  while (*p != c)
-    p = &(*p)->next_dirty;
-  *p = c->next_dirty;
-  c->dirty = false;
+  if (!c->closed)
+    usc_net_batch_mark(&c->server->flusher, &c->dirty);
 }
 
 static void conn_close(conn_t *c);
@@ -798,7 +745,7 @@ static void conn_unlink(conn_t *c) {
   if (c->next != NULL)
     c->next->prev = c->prev;
   s->n_conns--;
-  unmark_dirty(c);
+  usc_net_batch_unmark(&s->flusher, &c->dirty);
 }
 
 /* Closes the connection; a request the handler holds is cancelled, last,
@@ -818,14 +765,6 @@ static void conn_close(conn_t *c) {
     s->pending--;
     s->config.handler->on_cancel(s->config.user, &c->req);
   }
-}
-
-static void peer_name(conn_t *c) {
-  struct sockaddr_storage addr;
-  int len = sizeof(addr);
-  memset(&addr, 0, sizeof(addr));
-  uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&addr, &len);
-  format_address(&addr, c->peer, sizeof(c->peer));
 }
 
 static conn_t *conn_new(usc_admin_server_t *s) {
@@ -850,30 +789,18 @@ static conn_t *conn_new(usc_admin_server_t *s) {
 
 static void accept_one(usc_admin_server_t *s);
 
-static void on_spare_closed(uv_handle_t *handle) {
-  usc_admin_server_t *s = handle->data;
-  s->spare_busy = false;
-  if (s->accept_waiting && s->listener_open) {
-    s->accept_waiting = false;
+/* A connection that waited for the spare is taken now: it may find room
+ * or memory this time. */
+static void on_spare_free(usc_net_spare_t *spare, bool waiting) {
+  usc_admin_server_t *s = spare->data;
+  if (waiting && s->listener_open)
     accept_one(s);
-  }
   handle_closed(s);
 }
 
-/* Accepts a connection and closes it at once. With the spare busy, the
- * connection waits in the listener (libuv polls it no more until
- * uv_accept) and on_spare_closed takes it. */
 static void refuse_connection(usc_admin_server_t *s) {
-  if (s->spare_busy) {
-    s->accept_waiting = true;
-    return;
-  }
-  s->spare_busy = true;
-  uv_tcp_init(s->loop, &s->spare);
-  s->spare.data = s;
-  s->open_handles++;
-  uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&s->spare);
-  uv_close((uv_handle_t *)&s->spare, on_spare_closed);
+  if (usc_net_spare_refuse(&s->spare))
+    s->open_handles++;
 }
 
 static void accept_one(usc_admin_server_t *s) {
@@ -889,7 +816,7 @@ static void accept_one(usc_admin_server_t *s) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
-  peer_name(c);
+  usc_net_peername(&c->tcp, c->peer, sizeof(c->peer));
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
     conn_close(c);
     return;
@@ -957,16 +884,11 @@ void *usc_admin_req_user(const usc_admin_req_t *req) { return req->user; }
 
 /* ---- server ---- */
 
-static void on_flush_check(uv_check_t *check) {
-  usc_admin_server_t *s = check->data;
-  while (s->dirty != NULL) {
-    conn_t *c = s->dirty;
-    s->dirty = c->next_dirty;
-    c->dirty = false;
-    conn_advance(c);
-    conn_flush(c);
-  }
-  uv_idle_stop(&s->waker);
+static void on_flush(usc_net_batch_t *flusher, usc_net_mark_t *dirty) {
+  conn_t *c = USC_CONTAINER_OF(dirty, conn_t, dirty);
+  (void)flusher;
+  conn_advance(c);
+  conn_flush(c);
 }
 
 /* Every handle's close callback ends here; the last one of a closing
@@ -994,38 +916,25 @@ static void stop_listening(usc_admin_server_t *s) {
 
 static void close_server_handles(usc_admin_server_t *s) {
   stop_listening(s);
-  uv_close((uv_handle_t *)&s->flusher, on_server_handle_closed);
-  uv_close((uv_handle_t *)&s->waker, on_server_handle_closed);
+  usc_net_batch_close(&s->flusher, on_server_handle_closed);
 }
 
 static void init_handles(usc_admin_server_t *s) {
   uv_tcp_init(s->loop, &s->listener);
-  uv_check_init(s->loop, &s->flusher);
-  uv_idle_init(s->loop, &s->waker);
-  s->listener.data = s->flusher.data = s->waker.data = s;
+  usc_net_batch_init(&s->flusher, s->loop, on_flush, s);
+  s->listener.data = s;
   s->listener_open = true;
-  s->open_handles = 3;
-  uv_check_start(&s->flusher, on_flush_check);
-  uv_unref((uv_handle_t *)&s->flusher);
+  s->open_handles = 3; /* the listener and the flusher's two */
+  usc_net_spare_init(&s->spare, &s->listener, on_spare_free, s);
 }
 
 static int listen_on(usc_admin_server_t *s, const char *host, int port,
                      char *error, size_t error_cap) {
-  struct sockaddr_storage addr;
-  int rc = resolve(host, port, &addr);
+  int rc = usc_net_listen(&s->listener, host, port, 128, on_connection, error,
+                          error_cap);
   if (rc == 0)
-    rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
-  if (rc == 0)
-    rc = uv_listen((uv_stream_t *)&s->listener, 128, on_connection);
-  if (rc != 0) {
-    snprintf(error, error_cap, "cannot listen on %s:%d: %s", host, port,
-             uv_strerror(rc));
-    return USC_ERR_IO;
-  }
-  int len = sizeof(addr);
-  uv_tcp_getsockname(&s->listener, (struct sockaddr *)&addr, &len);
-  format_address(&addr, s->address, sizeof(s->address));
-  return 0;
+    usc_net_sockname(&s->listener, s->address, sizeof(s->address));
+  return rc;
 }
 
 static void apply_defaults(usc_admin_limits_t *l) {

@@ -30,6 +30,18 @@ void *usc_realloc(void *p, size_t size) {
 
 void usc_free(void *p) { free(p); }
 
+void *usc_grow(void *block, size_t *cap, size_t need, size_t first) {
+  size_t grown = *cap > 0 ? *cap : first;
+  if (need > SIZE_MAX / 2 || grown == 0)
+    return NULL;
+  while (grown < need)
+    grown *= 2;
+  void *p = usc_realloc(block, grown);
+  if (p != NULL)
+    *cap = grown;
+  return p;
+}
+
 char *usc_strndup(const char *s, size_t n) {
   char *copy = usc_malloc(n + 1);
   if (copy == NULL)

@@ -31,6 +31,14 @@ void usc_free(void *p);
 char *usc_strdup(const char *s);
 char *usc_strndup(const char *s, size_t n);
 
+/* For buffers that are appended to: makes the usc_malloc'd `block` of
+ * *cap bytes (NULL when 0) hold at least `need` > *cap bytes. The capacity
+ * doubles, from `first` when it is 0, until it does, so that appends take
+ * amortised constant time. Returns the block, perhaps moved, with *cap
+ * updated; NULL when out of memory (or `need` is past SIZE_MAX / 2), the
+ * block and *cap unchanged. */
+void *usc_grow(void *block, size_t *cap, size_t need, size_t first);
+
 /* Test hook: the `nth` allocation from now on (1 = the next one) fails;
  * 0 disables. Returns the number of allocations made since the last call. */
 size_t usc_alloc_fail_at(size_t nth);
@@ -103,6 +111,30 @@ static inline bool usc_heap_node_in_heap(const usc_heap_node_t *node) {
  * one: tell them apart by the return value). */
 int usc_time_parse_rfc3339(const char *s, size_t len, int64_t *ns);
 
+/* 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z in seconds since the
+ * epoch: the range of protobuf's Timestamp, wider than int64_t
+ * nanoseconds. */
+#define USC_TIME_MIN_SEC INT64_C(-62135596800)
+#define USC_TIME_MAX_SEC INT64_C(253402300799)
+
+/* As usc_time_parse_rfc3339, for date-times from producers that are not
+ * strict about RFC 3339: it also takes a space between date and time, an
+ * offset without its colon ("+hhmm") and no zone at all (UTC). The result
+ * is seconds since the epoch and nanoseconds (0..999999999) after them, as
+ * protobuf's Timestamp has it, within USC_TIME_MIN_SEC..USC_TIME_MAX_SEC
+ * (and years as written 0001 to 9999). Returns 0 with *sec and *nanos set;
+ * USC_ERR_INVALID for malformed text, USC_ERR_TOO_LARGE for a well-formed
+ * date-time outside that range (both leave *sec and *nanos untouched). */
+int usc_time_parse_lenient(const char *s, size_t len, int64_t *sec,
+                           int32_t *nanos);
+
+/* Seconds since the epoch of a UTC date and time of day, checked as the
+ * parsers check them: years 0000 to 9999, a date that exists, hours
+ * 00-23, minutes 00-59, seconds 00-60 (60 is the next second). Returns
+ * false, *sec untouched, for anything else. */
+bool usc_time_from_civil(int year, int month, int day, int hour, int minute,
+                         int second, int64_t *sec);
+
 /* The longest text usc_time_format_rfc3339 writes, with its NUL. */
 #define USC_TIME_RFC3339_SIZE 31
 
@@ -115,6 +147,12 @@ int usc_time_parse_rfc3339(const char *s, size_t len, int64_t *ns);
  * (writing nothing) when `cap` is too small; USC_TIME_RFC3339_SIZE is
  * always enough. */
 size_t usc_time_format_rfc3339(int64_t ns, char *out, size_t cap);
+
+/* The same text for `sec` seconds since the epoch and `nanos` after them:
+ * sec within USC_TIME_MIN_SEC..USC_TIME_MAX_SEC and nanos 0..999999999,
+ * else 0 (writing nothing), as when `cap` is too small. */
+size_t usc_time_format_seconds(int64_t sec, int32_t nanos, char *out,
+                               size_t cap);
 
 #define USC_CONTAINER_OF(ptr, type, member)                                    \
   ((type *)((char *)(ptr)-offsetof(type, member)))

@@ -156,6 +156,46 @@ static void test_realloc_failure_keeps_block(void **state) {
   usc_free(p);
 }
 
+static void test_grow_doubles(void **state) {
+  (void)state;
+  size_t cap = 0;
+  char *p = usc_grow(NULL, &cap, 1, 64);
+  assert_non_null(p);
+  assert_int_equal(cap, 64);
+  memcpy(p, "kept", 5);
+  p = usc_grow(p, &cap, 65, 64);
+  assert_int_equal(cap, 128);
+  p = usc_grow(p, &cap, 1000, 64);
+  assert_int_equal(cap, 1024);
+  assert_string_equal(p, "kept");
+  /* From scratch, far past `first`. */
+  size_t cap2 = 0;
+  char *q = usc_grow(NULL, &cap2, 1025, 16);
+  assert_int_equal(cap2, 2048);
+  usc_free(q);
+  usc_free(p);
+}
+
+static void test_grow_failure_keeps_block(void **state) {
+  (void)state;
+  size_t cap = 0;
+  char *p = usc_grow(NULL, &cap, 4, 8);
+  assert_non_null(p);
+  memcpy(p, "keep", 5);
+  usc_alloc_fail_at(1);
+  assert_null(usc_grow(p, &cap, 100, 8));
+  usc_alloc_fail_at(0);
+  assert_int_equal(cap, 8);
+  assert_string_equal(p, "keep");
+  /* Sizes that doubling cannot reach are refused, not looped on. */
+  assert_null(usc_grow(p, &cap, SIZE_MAX / 2 + 1, 8));
+  assert_null(usc_grow(p, &cap, SIZE_MAX, 8));
+  size_t zero = 0;
+  assert_null(usc_grow(NULL, &zero, 1, 0));
+  assert_int_equal(cap, 8);
+  usc_free(p);
+}
+
 /* ---- heap ---- */
 
 typedef struct {
@@ -566,6 +606,171 @@ static void test_time_round_trip(void **state) {
   }
 }
 
+/* ---- lenient RFC 3339, seconds and nanoseconds ---- */
+
+#define S2026 INT64_C(1795938600) /* 2026-11-29T07:50:00Z */
+
+static int lenient(const char *text, int64_t *sec, int32_t *nanos) {
+  return usc_time_parse_lenient(text, strlen(text), sec, nanos);
+}
+
+static void test_time_lenient_valid(void **state) {
+  (void)state;
+  static const struct {
+    const char *text;
+    int64_t sec;
+    int32_t nanos;
+  } cases[] = {
+      /* Everything the strict parser takes. */
+      {"2026-11-29T07:50:00Z", S2026, 0},
+      {"2026-11-29t07:50:00z", S2026, 0},
+      {"2026-11-29T09:50:00+02:00", S2026, 0},
+      {"2026-11-29T06:20:00-01:30", S2026, 0},
+      {"2026-11-29T07:50:00.1234567891999Z", S2026, 123456789},
+      {"2016-12-31T23:59:60Z", INT64_C(1483228800), 0},
+      /* What it does not. */
+      {"2026-11-29 07:50:00Z", S2026, 0},
+      {"2026-11-29T09:50:00+0200", S2026, 0},
+      {"2026-11-29T06:20:00-0130", S2026, 0},
+      {"2026-11-29T07:50:00", S2026, 0},
+      {"2026-11-29 07:50:00.5", S2026, 500000000},
+      /* Beyond int64_t nanoseconds, within protobuf's Timestamp. */
+      {"0001-01-01T00:00:00Z", USC_TIME_MIN_SEC, 0},
+      {"0001-01-01T00:00:00-00:01", USC_TIME_MIN_SEC + 60, 0},
+      {"9999-12-31T23:59:59.999999999Z", USC_TIME_MAX_SEC, 999999999},
+      {"9999-12-31T23:59:60+00:01", USC_TIME_MAX_SEC - 59, 0},
+      {"1969-12-31T23:59:59.5Z", -1, 500000000},
+  };
+  for (size_t i = 0; i < USC_ARRAY_LEN(cases); i++) {
+    int64_t sec = 42;
+    int32_t nanos = 42;
+    print_message("%s\n", cases[i].text);
+    assert_int_equal(lenient(cases[i].text, &sec, &nanos), 0);
+    assert_int_equal(sec, cases[i].sec);
+    assert_int_equal(nanos, cases[i].nanos);
+  }
+}
+
+static void test_time_lenient_refused(void **state) {
+  (void)state;
+  static const struct {
+    const char *text;
+    int rc;
+  } cases[] = {
+      {"0000-01-01T00:00:00Z", USC_ERR_TOO_LARGE},
+      {"0000-12-31T23:30:00-01:00", USC_ERR_TOO_LARGE},
+      {"0001-01-01T00:00:00+00:01", USC_ERR_TOO_LARGE},
+      {"9999-12-31T23:59:60Z", USC_ERR_TOO_LARGE},
+      {"9999-12-31T23:59:59-00:01", USC_ERR_TOO_LARGE},
+      {"10000-01-01T00:00:00Z", USC_ERR_INVALID},
+      {"2026-11-29T07:50:00+02", USC_ERR_INVALID},
+      {"2026-11-29T07:50:00+2:00", USC_ERR_INVALID},
+      {"2026-11-29T07:50:00+020", USC_ERR_INVALID},
+      {"2026-11-29T07:50:00+24:00", USC_ERR_INVALID},
+      {"2026-11-29T07:50:00.Z", USC_ERR_INVALID},
+      {"2026-11-29T07:50:00Zjunk", USC_ERR_INVALID},
+      {"2026-11-29T07:50:00 ", USC_ERR_INVALID},
+      {"2026-11-29  07:50:00Z", USC_ERR_INVALID},
+      {"2026-11-29_07:50:00Z", USC_ERR_INVALID},
+      {"2026-02-30T07:50:00Z", USC_ERR_INVALID},
+      {"", USC_ERR_INVALID},
+  };
+  for (size_t i = 0; i < USC_ARRAY_LEN(cases); i++) {
+    int64_t sec = 42;
+    int32_t nanos = 42;
+    print_message("'%s'\n", cases[i].text);
+    assert_int_equal(lenient(cases[i].text, &sec, &nanos), cases[i].rc);
+    assert_int_equal(sec, 42);
+    assert_int_equal(nanos, 42);
+  }
+  /* A NUL is no separator and no zone. */
+  int64_t sec = 42;
+  int32_t nanos = 42;
+  assert_int_equal(usc_time_parse_lenient("2026-11-29\0"
+                                          "07:50:00",
+                                          19, &sec, &nanos),
+                   USC_ERR_INVALID);
+  assert_int_equal(
+      usc_time_parse_lenient("2026-11-29T07:50:00\0", 20, &sec, &nanos),
+      USC_ERR_INVALID);
+  assert_int_equal(sec, 42);
+}
+
+static void test_time_format_seconds(void **state) {
+  (void)state;
+  static const struct {
+    int64_t sec;
+    int32_t nanos;
+    const char *text;
+  } cases[] = {
+      {S2026, 0, "2026-11-29T07:50:00Z"},
+      {S2026, 120000000, "2026-11-29T07:50:00.120Z"},
+      {S2026, 1000, "2026-11-29T07:50:00.000001Z"},
+      {S2026, 1, "2026-11-29T07:50:00.000000001Z"},
+      {-1, 500000000, "1969-12-31T23:59:59.500Z"},
+      {USC_TIME_MIN_SEC, 0, "0001-01-01T00:00:00Z"},
+      {USC_TIME_MAX_SEC, 999999999, "9999-12-31T23:59:59.999999999Z"},
+  };
+  for (size_t i = 0; i < USC_ARRAY_LEN(cases); i++) {
+    char out[USC_TIME_RFC3339_SIZE];
+    size_t n =
+        usc_time_format_seconds(cases[i].sec, cases[i].nanos, out, sizeof out);
+    assert_string_equal(out, cases[i].text);
+    assert_int_equal(n, strlen(cases[i].text));
+  }
+  char out[USC_TIME_RFC3339_SIZE] = "x";
+  assert_int_equal(
+      usc_time_format_seconds(USC_TIME_MIN_SEC - 1, 0, out, sizeof out), 0);
+  assert_int_equal(
+      usc_time_format_seconds(USC_TIME_MAX_SEC + 1, 0, out, sizeof out), 0);
+  assert_int_equal(usc_time_format_seconds(0, -1, out, sizeof out), 0);
+  assert_int_equal(usc_time_format_seconds(0, 1000000000, out, sizeof out), 0);
+  assert_int_equal(usc_time_format_seconds(0, 0, out, 20), 0);
+  assert_string_equal(out, "x");
+}
+
+static void test_time_lenient_round_trip(void **state) {
+  (void)state;
+  uint64_t rng = 54321;
+  uint64_t span = (uint64_t)(USC_TIME_MAX_SEC - USC_TIME_MIN_SEC) + 1;
+  for (int i = 0; i < 100000; i++) {
+    int64_t sec = USC_TIME_MIN_SEC + (int64_t)(next_rand(&rng) % span);
+    int32_t nanos = i % 2 ? (int32_t)(next_rand(&rng) % 1000000000) : 0;
+    char out[USC_TIME_RFC3339_SIZE];
+    size_t n = usc_time_format_seconds(sec, nanos, out, sizeof out);
+    assert_true(n >= 20);
+    int64_t back_sec = 0;
+    int32_t back_nanos = -1;
+    assert_int_equal(usc_time_parse_lenient(out, n, &back_sec, &back_nanos), 0);
+    assert_int_equal(back_sec, sec);
+    assert_int_equal(back_nanos, nanos);
+  }
+}
+
+static void test_time_from_civil(void **state) {
+  (void)state;
+  int64_t sec = 42;
+  assert_true(usc_time_from_civil(2026, 11, 29, 7, 50, 0, &sec));
+  assert_int_equal(sec, S2026);
+  assert_true(usc_time_from_civil(2016, 12, 31, 23, 59, 60, &sec));
+  assert_int_equal(sec, INT64_C(1483228800));
+  assert_true(usc_time_from_civil(1, 1, 1, 0, 0, 0, &sec));
+  assert_int_equal(sec, USC_TIME_MIN_SEC);
+  assert_true(usc_time_from_civil(0, 2, 29, 0, 0, 0, &sec)); /* leap */
+  sec = 42;
+  assert_false(usc_time_from_civil(-1, 1, 1, 0, 0, 0, &sec));
+  assert_false(usc_time_from_civil(10000, 1, 1, 0, 0, 0, &sec));
+  assert_false(usc_time_from_civil(2023, 2, 29, 0, 0, 0, &sec));
+  assert_false(usc_time_from_civil(2026, 0, 1, 0, 0, 0, &sec));
+  assert_false(usc_time_from_civil(2026, 13, 1, 0, 0, 0, &sec));
+  assert_false(usc_time_from_civil(2026, 1, 0, 0, 0, 0, &sec));
+  assert_false(usc_time_from_civil(2026, 1, 1, 24, 0, 0, &sec));
+  assert_false(usc_time_from_civil(2026, 1, 1, -1, 0, 0, &sec));
+  assert_false(usc_time_from_civil(2026, 1, 1, 0, 60, 0, &sec));
+  assert_false(usc_time_from_civil(2026, 1, 1, 0, 0, 61, &sec));
+  assert_int_equal(sec, 42);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_strerror_known),
@@ -581,6 +786,8 @@ int main(void) {
       cmocka_unit_test(test_alloc_fail_disabled),
       cmocka_unit_test(test_alloc_fail_each_kind),
       cmocka_unit_test(test_realloc_failure_keeps_block),
+      cmocka_unit_test(test_grow_doubles),
+      cmocka_unit_test(test_grow_failure_keeps_block),
       cmocka_unit_test(test_heap_random_against_model),
       cmocka_unit_test(test_heap_zeroed_and_ties),
       cmocka_unit_test(test_heap_alloc_failure),
@@ -589,6 +796,11 @@ int main(void) {
       cmocka_unit_test(test_time_parse_invalid),
       cmocka_unit_test(test_time_format),
       cmocka_unit_test(test_time_round_trip),
+      cmocka_unit_test(test_time_lenient_valid),
+      cmocka_unit_test(test_time_lenient_refused),
+      cmocka_unit_test(test_time_format_seconds),
+      cmocka_unit_test(test_time_lenient_round_trip),
+      cmocka_unit_test(test_time_from_civil),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

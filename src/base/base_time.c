@@ -1,6 +1,8 @@
 /* RFC 3339 date-times, declared in base.h. Civil dates are converted with
  * day counts over 400-year eras of a calendar that starts on 1 March, so
- * no table of month lengths is needed for the arithmetic. */
+ * no table of month lengths is needed for the arithmetic, and, unlike
+ * mktime, nothing depends on the process's TZ. One parser serves the
+ * strict and the lenient entry points. */
 #include "src/base/base.h"
 
 #include <string.h>
@@ -55,18 +57,34 @@ static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
   return era * 146097 + doe - 719468;
 }
 
-/* "YYYY-MM-DDThh:mm:ss" as seconds since the epoch. */
-static bool date_time(cursor_t *c, int64_t *s) {
-  int y, mo, d, h, mi, sec;
-  if (!digits(c, 4, &y) || !one_of(c, "-") || !digits(c, 2, &mo) ||
-      !one_of(c, "-") || !digits(c, 2, &d) || !one_of(c, "Tt") ||
-      !digits(c, 2, &h) || !one_of(c, ":") || !digits(c, 2, &mi) ||
-      !one_of(c, ":") || !digits(c, 2, &sec))
+bool usc_time_from_civil(int year, int month, int day, int hour, int minute,
+                         int second, int64_t *sec) {
+  if (year < 0 || year > 9999 || !date_ok(year, month, day) || hour < 0 ||
+      hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 60)
     return false;
-  if (!date_ok(y, mo, d) || h > 23 || mi > 59 || sec > 60)
-    return false;
-  *s = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+  *sec = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 +
+         second;
   return true;
+}
+
+/* What a parse found; secs is local time until the offset is applied. */
+typedef struct {
+  bool lenient;
+  int year;
+  int64_t secs, frac;
+} stamp_t;
+
+/* "YYYY-MM-DDThh:mm:ss" (lenient, also with a space for the 'T') as local
+ * seconds since the epoch. */
+static bool date_time(cursor_t *c, stamp_t *t) {
+  int mo, d, h, mi, sec;
+  if (!digits(c, 4, &t->year) || !one_of(c, "-") || !digits(c, 2, &mo) ||
+      !one_of(c, "-") || !digits(c, 2, &d) ||
+      !one_of(c, t->lenient ? "Tt " : "Tt") || !digits(c, 2, &h) ||
+      !one_of(c, ":") || !digits(c, 2, &mi) || !one_of(c, ":") ||
+      !digits(c, 2, &sec))
+    return false;
+  return usc_time_from_civil(t->year, mo, d, h, mi, sec, &t->secs);
 }
 
 /* An optional '.' and at least one digit; the first nine count. */
@@ -83,26 +101,36 @@ static bool fraction(cursor_t *c, int64_t *ns) {
   return c->p > start;
 }
 
-/* "Z", "z" or ±hh:mm, as seconds east of UTC. */
-static bool offset(cursor_t *c, int64_t *east) {
+/* "Z", "z" or ±hh:mm, as seconds east of UTC; lenient, also ±hhmm or
+ * nothing (UTC). */
+static bool offset(cursor_t *c, bool lenient, int64_t *east) {
   int sign = c->p < c->end && *c->p == '-' ? -1 : 1, h, m;
   *east = 0;
-  if (one_of(c, "Zz"))
+  if (one_of(c, "Zz") || (lenient && c->p == c->end))
     return true;
-  if (!one_of(c, "+-") || !digits(c, 2, &h) || !one_of(c, ":") ||
+  if (!one_of(c, "+-") || !digits(c, 2, &h) || (!one_of(c, ":") && !lenient) ||
       !digits(c, 2, &m) || h > 23 || m > 59)
     return false;
   *east = sign * (h * 3600 + m * 60);
   return true;
 }
 
-int usc_time_parse_rfc3339(const char *s, size_t len, int64_t *ns) {
+/* The whole text; t->secs in UTC. */
+static bool parse(const char *s, size_t len, stamp_t *t) {
   cursor_t c = {s, s + len};
-  int64_t secs, frac, east;
-  if (!date_time(&c, &secs) || !fraction(&c, &frac) || !offset(&c, &east) ||
-      c.p != c.end)
+  int64_t east;
+  if (!date_time(&c, t) || !fraction(&c, &t->frac) ||
+      !offset(&c, t->lenient, &east) || c.p != c.end)
+    return false;
+  t->secs -= east;
+  return true;
+}
+
+int usc_time_parse_rfc3339(const char *s, size_t len, int64_t *ns) {
+  stamp_t t = {.lenient = false};
+  if (!parse(s, len, &t))
     return USC_ERR_INVALID;
-  secs -= east;
+  int64_t secs = t.secs, frac = t.frac;
   if (secs < MIN_S ||
       (secs == MIN_S && frac < INT64_MIN % NS_PER_S + NS_PER_S)) {
     *ns = INT64_MIN;
@@ -118,6 +146,20 @@ int usc_time_parse_rfc3339(const char *s, size_t len, int64_t *ns) {
   return 0;
 }
 
+int usc_time_parse_lenient(const char *s, size_t len, int64_t *sec,
+                           int32_t *nanos) {
+  stamp_t t = {.lenient = true};
+  if (!parse(s, len, &t))
+    return USC_ERR_INVALID;
+  /* Year 0000 is refused as written, even where an offset would carry it
+   * into 0001. */
+  if (t.year < 1 || t.secs < USC_TIME_MIN_SEC || t.secs > USC_TIME_MAX_SEC)
+    return USC_ERR_TOO_LARGE;
+  *sec = t.secs;
+  *nanos = (int32_t)t.frac;
+  return 0;
+}
+
 /* `n` decimal digits of v at p; returns the end. */
 static char *put_digits(char *p, int64_t v, int n) {
   for (int i = n - 1; i >= 0; i--, v /= 10)
@@ -125,12 +167,8 @@ static char *put_digits(char *p, int64_t v, int n) {
   return p + n;
 }
 
-size_t usc_time_format_rfc3339(int64_t ns, char *out, size_t cap) {
-  int64_t secs = ns / NS_PER_S, frac = ns % NS_PER_S;
-  if (frac < 0) {
-    frac += NS_PER_S;
-    secs--;
-  }
+/* Seconds (years 0000..9999) and nanoseconds (0..NS_PER_S-1) as text. */
+static size_t format(int64_t secs, int64_t frac, char *out, size_t cap) {
   int64_t days = secs / 86400, rem = secs % 86400;
   if (rem < 0) {
     rem += 86400;
@@ -175,4 +213,21 @@ size_t usc_time_format_rfc3339(int64_t ns, char *out, size_t cap) {
   memcpy(out, text, len);
   out[len] = '\0';
   return len;
+}
+
+size_t usc_time_format_rfc3339(int64_t ns, char *out, size_t cap) {
+  int64_t secs = ns / NS_PER_S, frac = ns % NS_PER_S;
+  if (frac < 0) {
+    frac += NS_PER_S;
+    secs--;
+  }
+  return format(secs, frac, out, cap);
+}
+
+size_t usc_time_format_seconds(int64_t sec, int32_t nanos, char *out,
+                               size_t cap) {
+  if (sec < USC_TIME_MIN_SEC || sec > USC_TIME_MAX_SEC || nanos < 0 ||
+      nanos >= NS_PER_S)
+    return 0;
+  return format(sec, nanos, out, cap);
 }

@@ -1,12 +1,12 @@
 #include "src/h2/h2.h"
 
-#include <arpa/inet.h>
 #include <inttypes.h>
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "src/base/base.h"
+#include "src/net/net.h"
 
 #define READ_BUFFER_SIZE (64 * 1024)
 #define WRITE_HIGH_WATER (256 * 1024)
@@ -73,8 +73,7 @@ struct conn {
   nghttp2_session *session;
   conn_t *next;
   conn_t *prev;
-  conn_t *next_dirty;
-  bool dirty;
+  usc_net_mark_t dirty; /* output to write this loop turn */
   bool closing;
   bool draining;
   bool writing;
@@ -83,25 +82,25 @@ struct conn {
   size_t wbuf_len;
   size_t wbuf_cap;
   usc_h2_call_t *calls;
-  char peer[64];
+  char peer[USC_NET_ADDRESS_SIZE];
 };
 
 struct usc_h2_server {
   uv_loop_t *loop;
   usc_h2_server_config_t config;
   uv_tcp_t listener;
-  uv_check_t flusher;
-  uv_idle_t waker;
+  /* Accepts connections that find no memory, only to close them. */
+  usc_net_spare_t spare;
+  usc_net_batch_t flusher; /* writes each dirty connection once a turn */
   uv_timer_t deadline_timer;
   conn_t *conns;
-  conn_t *dirty;
   usc_heap_t deadlines; /* the started calls that have a deadline */
   usc_h2_call_t *pool;  /* free calls, linked by next_in_conn */
   size_t active_calls;
   nghttp2_session_callbacks *callbacks;
   nghttp2_option *option;
   uint8_t read_buffer[READ_BUFFER_SIZE];
-  char address[300];
+  char address[USC_NET_ADDRESS_SIZE];
   bool listening;
   bool closing;
   int open_handles;
@@ -117,14 +116,10 @@ static int strbuf_append(strbuf_t *b, const void *data, size_t len,
   if (b->len + len > limit)
     return USC_ERR_TOO_LARGE;
   if (b->len + len > b->cap) {
-    size_t cap = b->cap ? b->cap * 2 : 128;
-    while (cap < b->len + len)
-      cap *= 2;
-    char *grown = usc_realloc(b->data, cap);
+    char *grown = usc_grow(b->data, &b->cap, b->len + len, 128);
     if (grown == NULL)
       return USC_ERR_NOMEM;
     b->data = grown;
-    b->cap = cap;
   }
   memcpy(b->data + b->len, data, len);
   b->len += len;
@@ -187,18 +182,9 @@ static void arm_deadline_timer(usc_h2_server_t *s) {
 
 /* ---- connection output: gathered, one write per loop turn ---- */
 
-/* Only its being active matters: see mark_dirty. */
-static void on_wake(uv_idle_t *idle) { (void)idle; }
-
 static void mark_dirty(conn_t *c) {
-  if (c->dirty || c->closing)
-    return;
-  c->dirty = true;
-  c->next_dirty = c->server->dirty;
-  c->server->dirty = c;
-  /* An active idle handle keeps the loop from blocking in poll before the
-   * check phase flushes. */
-  uv_idle_start(&c->server->waker, on_wake);
+  if (!c->closing)
+    usc_net_batch_mark(&c->server->flusher, &c->dirty);
 }
 
 static void conn_close(conn_t *c);
@@ -217,14 +203,11 @@ static void on_write_done(uv_write_t *req, int status) {
 static int wbuf_reserve(conn_t *c, size_t extra) {
   if (c->wbuf_len + extra <= c->wbuf_cap)
     return 0;
-  size_t cap = c->wbuf_cap ? c->wbuf_cap : 16 * 1024;
-  while (cap < c->wbuf_len + extra)
-    cap *= 2;
-  uint8_t *grown = usc_realloc(c->wbuf, cap);
+  uint8_t *grown =
+      usc_grow(c->wbuf, &c->wbuf_cap, c->wbuf_len + extra, 16 * 1024);
   if (grown == NULL)
     return USC_ERR_NOMEM;
   c->wbuf = grown;
-  c->wbuf_cap = cap;
   return 0;
 }
 
@@ -260,15 +243,9 @@ static void conn_flush(conn_t *c) {
     conn_close(c);
 }
 
-static void on_flush_check(uv_check_t *check) {
-  usc_h2_server_t *s = check->data;
-  while (s->dirty != NULL) {
-    conn_t *c = s->dirty;
-    s->dirty = c->next_dirty;
-    c->dirty = false;
-    conn_flush(c);
-  }
-  uv_idle_stop(&s->waker);
+static void on_flush(usc_net_batch_t *flusher, usc_net_mark_t *dirty) {
+  (void)flusher;
+  conn_flush(USC_CONTAINER_OF(dirty, conn_t, dirty));
 }
 
 /* ---- calls ---- */
@@ -462,14 +439,10 @@ int usc_h2_call_send_message(usc_h2_call_t *call, size_t len,
     return USC_ERR_TOO_LARGE;
   size_t need = call->out_len + USC_GRPC_FRAME_HEADER_LEN + len;
   if (need > call->out_cap) {
-    size_t cap = call->out_cap ? call->out_cap : 256;
-    while (cap < need)
-      cap *= 2;
-    uint8_t *grown = usc_realloc(call->out, cap);
+    uint8_t *grown = usc_grow(call->out, &call->out_cap, need, 256);
     if (grown == NULL)
       return USC_ERR_NOMEM;
     call->out = grown;
-    call->out_cap = cap;
   }
   uint8_t *frame = call->out + call->out_len;
   usc_grpc_frame_header(frame, (uint32_t)len);
@@ -873,32 +846,8 @@ static void conn_close(conn_t *c) {
     s->conns = c->next;
   if (c->next != NULL)
     c->next->prev = c->prev;
-  if (c->dirty) {
-    conn_t **p = &s->dirty;
-    while (*p != c)
-      p = &(*p)->next_dirty;
-    *p = c->next_dirty;
-  }
+  usc_net_batch_unmark(&s->flusher, &c->dirty);
   uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
-}
-
-static void peer_name(conn_t *c) {
-  struct sockaddr_storage addr;
-  int len = sizeof(addr);
-  char ip[INET6_ADDRSTRLEN] = "?";
-  int port = 0;
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&addr, &len) == 0) {
-    if (addr.ss_family == AF_INET6) {
-      struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
-      uv_ip6_name(a6, ip, sizeof(ip));
-      port = ntohs(a6->sin6_port);
-    } else {
-      struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
-      uv_ip4_name(a4, ip, sizeof(ip));
-      port = ntohs(a4->sin_port);
-    }
-  }
-  snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
 }
 
 static int conn_session(conn_t *c) {
@@ -917,13 +866,29 @@ static int conn_session(conn_t *c) {
   return 0;
 }
 
-static void on_connection(uv_stream_t *listener, int status) {
-  usc_h2_server_t *s = listener->data;
-  if (status < 0 || s->closing)
-    return;
+static void accept_one(usc_h2_server_t *s);
+
+/* A connection that waited for the spare is taken now: it may find memory
+ * this time. */
+static void on_spare_free(usc_net_spare_t *spare, bool waiting) {
+  usc_h2_server_t *s = spare->data;
+  if (waiting && s->listening)
+    accept_one(s);
+  handle_closed(s);
+}
+
+/* Without an accept libuv would poll the listener no more: see net.h. */
+static void refuse_connection(usc_h2_server_t *s) {
+  if (usc_net_spare_refuse(&s->spare))
+    s->open_handles++;
+}
+
+static void accept_one(usc_h2_server_t *s) {
   conn_t *c = usc_calloc(1, sizeof(*c));
-  if (c == NULL)
+  if (c == NULL) {
+    refuse_connection(s);
     return;
+  }
   c->server = s;
   uv_tcp_init(s->loop, &c->tcp);
   c->tcp.data = c;
@@ -933,18 +898,25 @@ static void on_connection(uv_stream_t *listener, int status) {
   if (s->conns != NULL)
     s->conns->prev = c;
   s->conns = c;
-  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 ||
+  if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp) != 0 ||
       conn_session(c) != 0) {
     conn_close(c);
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
-  peer_name(c);
+  usc_net_peername(&c->tcp, c->peer, sizeof(c->peer));
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
     conn_close(c);
     return;
   }
   mark_dirty(c);
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+  usc_h2_server_t *s = listener->data;
+  if (status < 0 || s->closing)
+    return;
+  accept_one(s);
 }
 
 /* ---- server ---- */
@@ -964,56 +936,23 @@ static int make_callbacks(usc_h2_server_t *s) {
   return 0;
 }
 
-static int resolve(const char *host, int port, struct sockaddr_storage *addr) {
-  if (strchr(host, ':') != NULL)
-    return uv_ip6_addr(host, port, (struct sockaddr_in6 *)addr);
-  return uv_ip4_addr(host, port, (struct sockaddr_in *)addr);
-}
-
-static void describe_address(usc_h2_server_t *s) {
-  struct sockaddr_storage addr;
-  int len = sizeof(addr);
-  char ip[INET6_ADDRSTRLEN] = "?";
-  uv_tcp_getsockname(&s->listener, (struct sockaddr *)&addr, &len);
-  if (addr.ss_family == AF_INET6) {
-    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
-    uv_ip6_name(a6, ip, sizeof(ip));
-    snprintf(s->address, sizeof(s->address), "[%s]:%d", ip,
-             ntohs(a6->sin6_port));
-  } else {
-    struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
-    uv_ip4_name(a4, ip, sizeof(ip));
-    snprintf(s->address, sizeof(s->address), "%s:%d", ip, ntohs(a4->sin_port));
-  }
-}
-
 static void init_handles(usc_h2_server_t *s) {
   uv_tcp_init(s->loop, &s->listener);
-  uv_check_init(s->loop, &s->flusher);
-  uv_idle_init(s->loop, &s->waker);
+  usc_net_batch_init(&s->flusher, s->loop, on_flush, s);
   uv_timer_init(s->loop, &s->deadline_timer);
-  s->listener.data = s->flusher.data = s->waker.data = s;
-  s->deadline_timer.data = s;
-  s->open_handles = 4;
-  uv_check_start(&s->flusher, on_flush_check);
-  uv_unref((uv_handle_t *)&s->flusher);
+  s->listener.data = s->deadline_timer.data = s;
+  s->open_handles = 4; /* the listener, the flusher's two, the timer */
+  usc_net_spare_init(&s->spare, &s->listener, on_spare_free, s);
 }
 
 static int listen_on(usc_h2_server_t *s, const char *host, int port,
                      char *error, size_t error_cap) {
-  struct sockaddr_storage addr;
-  int rc = resolve(host, port, &addr);
-  if (rc == 0)
-    rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
-  if (rc == 0)
-    rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
-  if (rc != 0) {
-    snprintf(error, error_cap, "cannot listen on %s:%d: %s", host, port,
-             uv_strerror(rc));
-    return USC_ERR_IO;
-  }
+  int rc = usc_net_listen(&s->listener, host, port, 1024, on_connection, error,
+                          error_cap);
+  if (rc != 0)
+    return rc;
   s->listening = true;
-  describe_address(s);
+  usc_net_sockname(&s->listener, s->address, sizeof(s->address));
   return 0;
 }
 
@@ -1042,8 +981,7 @@ static void close_server_handles(usc_h2_server_t *s) {
     s->listening = false;
     uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
   }
-  uv_close((uv_handle_t *)&s->flusher, on_server_handle_closed);
-  uv_close((uv_handle_t *)&s->waker, on_server_handle_closed);
+  usc_net_batch_close(&s->flusher, on_server_handle_closed);
   uv_close((uv_handle_t *)&s->deadline_timer, on_server_handle_closed);
 }
 

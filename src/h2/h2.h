@@ -63,7 +63,7 @@ int usc_h2_server_start(uv_loop_t *loop, const usc_h2_server_config_t *config,
                         const char *host, int port, usc_h2_server_t **out,
                         char *error, size_t error_cap);
 
-/* "host:port" the server listens on. */
+/* "ip:port" or "[ip]:port" (IPv6), the address the server listens on. */
 const char *usc_h2_server_address(const usc_h2_server_t *server);
 
 /* Number of calls whose streams are still open, and of open connections
@@ -93,7 +93,7 @@ const char *usc_h2_call_header(const usc_h2_call_t *call, const char *name);
  * when it has none. */
 uint64_t usc_h2_call_deadline(const usc_h2_call_t *call);
 
-/* "ip:port" of the client. */
+/* "ip:port" or "[ip]:port" (IPv6) of the client; "?:0" when unknown. */
 const char *usc_h2_call_peer(const usc_h2_call_t *call);
 
 /* Metadata to send with the response headers (at the first message, or in

@@ -98,7 +98,7 @@ static int read_time(rctx_t *r, const jfield_t *f, json_object *v, void *msg) {
   size_t len = (size_t)json_object_get_string_len(v);
   if (len == 0)
     return 0; /* an empty date is no date */
-  if (!xl_time_parse(s, len, &sec, &nanos))
+  if (usc_time_parse_lenient(s, len, &sec, &nanos) != 0)
     return bad(r, f->key, "an RFC 3339 date-time");
   *AT(msg, f, xl_time_t *) = xl_time_new(r->a, sec, nanos);
   return *AT(msg, f, xl_time_t *) != NULL ? 0 : USC_ERR_NOMEM;
@@ -245,8 +245,8 @@ int xl_call_from_json(json_object *o, ProtobufCAllocator *a, xl_call_t **out,
 /* ---- writing ---- */
 
 static int write_time(const xl_time_t *t, const char *key, json_object *o) {
-  char text[XL_TIME_TEXT_MAX];
-  if (!xl_time_format(t->seconds, t->nanos, text))
+  char text[USC_TIME_RFC3339_SIZE];
+  if (usc_time_format_seconds(t->seconds, t->nanos, text, sizeof(text)) == 0)
     return USC_ERR_INVALID;
   return xl_json_put_str(o, key, text);
 }

@@ -142,17 +142,10 @@ bool xl_parse_int32(const char *s, size_t len, int32_t *v);
 bool xl_ieq(const char *a, size_t alen, const char *b); /* ASCII case */
 bool xl_eq(const char *a, size_t alen, const char *b);
 
-/* RFC 3339 date-time ('T', 't' or ' ' between date and time, optional
- * fraction, zone Z, +hh:mm, +hhmm or none for UTC) -> seconds and nanos
- * since the epoch, within 0001..9999. */
-bool xl_time_parse(const char *s, size_t len, int64_t *sec, int32_t *nanos);
-/* "YYYY-MM-DDThh:mm:ss[.fff[fff[fff]]]Z"; false outside 0001..9999. */
-#define XL_TIME_TEXT_MAX 32
-bool xl_time_format(int64_t sec, int32_t nanos, char out[XL_TIME_TEXT_MAX]);
-/* An HTTP-date in any of its three forms -> seconds since the epoch. */
+/* An HTTP-date in any of its three forms -> seconds since the epoch.
+ * (RFC 3339 date-times are base's: read with usc_time_parse_lenient, as
+ * UAPI answers may be sloppy, and written with usc_time_format_seconds.) */
 bool xl_http_date(const char *s, size_t len, int64_t *sec);
-int64_t xl_days_from_civil(int64_t y, int m, int d);
-bool xl_date_ok(int64_t y, int m, int d);
 
 /* ---- json.c ---- */
 

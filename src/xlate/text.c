@@ -1,8 +1,5 @@
 /* Text helpers: a capped string builder, percent-encoding, UTF-8 checks,
- * integers, and RFC 3339 timestamps (civil-date arithmetic done here, not
- * with timegm, to stay pure and independent of the process's TZ). */
-#include <limits.h>
-#include <stdio.h>
+ * integers, and HTTP-dates (RFC 3339 date-times are base's). */
 #include <string.h>
 
 #include "src/base/base.h"
@@ -21,16 +18,12 @@ static bool sb_room(xl_sb_t *sb, size_t more) {
   }
   if (sb->len + more + 1 <= sb->cap)
     return true;
-  size_t cap = sb->cap ? sb->cap : 64;
-  while (cap < sb->len + more + 1)
-    cap *= 2;
-  char *grown = usc_realloc(sb->buf, cap);
+  char *grown = usc_grow(sb->buf, &sb->cap, sb->len + more + 1, 64);
   if (grown == NULL) {
     sb->err = USC_ERR_NOMEM;
     return false;
   }
   sb->buf = grown;
-  sb->cap = cap;
   return true;
 }
 
@@ -183,85 +176,16 @@ bool xl_parse_int32(const char *s, size_t len, int32_t *v) {
   return true;
 }
 
-/* ---- civil dates ---- */
-
-static bool leap(int64_t y) {
-  return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-bool xl_date_ok(int64_t y, int m, int d) {
-  static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (y < 1 || y > 9999 || m < 1 || m > 12 || d < 1)
-    return false;
-  return d <= days[m - 1] + (m == 2 && leap(y));
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
- * days_from_civil). */
-int64_t xl_days_from_civil(int64_t y, int m, int d) {
-  y -= m <= 2;
-  int64_t era = (y >= 0 ? y : y - 399) / 400;
-  int64_t yoe = y - era * 400;
-  int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-typedef struct {
-  int64_t year;
-  int month, day, hour, minute, second;
-} civil_t;
-
-static civil_t civil_from_seconds(int64_t sec) {
-  int64_t days = sec / 86400, rem = sec % 86400;
-  if (rem < 0) {
-    rem += 86400;
-    days--;
-  }
-  int64_t z = days + 719468;
-  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  int64_t doe = z - era * 146097;
-  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  int64_t mp = (5 * doy + 2) / 153;
-  int month = (int)(mp < 10 ? mp + 3 : mp - 9);
-  return (civil_t){.year = yoe + era * 400 + (month <= 2),
-                   .month = month,
-                   .day = (int)(doy - (153 * mp + 2) / 5 + 1),
-                   .hour = (int)(rem / 3600),
-                   .minute = (int)(rem / 60 % 60),
-                   .second = (int)(rem % 60)};
-}
-
-/* 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, protobuf's bounds. */
-#define TIME_MIN (-62135596800LL)
-#define TIME_MAX 253402300799LL
-
-bool xl_time_format(int64_t sec, int32_t nanos, char out[XL_TIME_TEXT_MAX]) {
-  if (sec < TIME_MIN || sec > TIME_MAX || nanos < 0 || nanos > 999999999)
-    return false;
-  civil_t c = civil_from_seconds(sec);
-  int n = snprintf(out, XL_TIME_TEXT_MAX, "%04d-%02d-%02dT%02d:%02d:%02d",
-                   (int)c.year, c.month, c.day, c.hour, c.minute, c.second);
-  /* As protobuf's JSON mapping: 0, 3, 6 or 9 fractional digits. */
-  if (nanos % 1000000 == 0 && nanos != 0)
-    n += snprintf(out + n, (size_t)(XL_TIME_TEXT_MAX - n), ".%03d",
-                  nanos / 1000000);
-  else if (nanos % 1000 == 0 && nanos != 0)
-    n += snprintf(out + n, (size_t)(XL_TIME_TEXT_MAX - n), ".%06d",
-                  nanos / 1000);
-  else if (nanos != 0)
-    n += snprintf(out + n, (size_t)(XL_TIME_TEXT_MAX - n), ".%09d", nanos);
-  snprintf(out + n, (size_t)(XL_TIME_TEXT_MAX - n), "Z");
-  return true;
-}
-
-/* ---- RFC 3339 parsing ---- */
+/* ---- HTTP-date (RFC 9110 §5.6.7) ---- */
 
 typedef struct {
   const char *s;
   size_t len, pos;
 } cursor_t;
+
+typedef struct {
+  int year, month, day, hour, minute, second;
+} civil_t;
 
 /* Exactly `n` digits. */
 static bool digits(cursor_t *c, int n, int *v) {
@@ -277,76 +201,6 @@ static bool digits(cursor_t *c, int n, int *v) {
   c->pos += (size_t)n;
   return true;
 }
-
-static bool expect(cursor_t *c, const char *any) {
-  if (c->pos >= c->len || strchr(any, c->s[c->pos]) == NULL)
-    return false;
-  c->pos++;
-  return true;
-}
-
-static bool parse_civil(cursor_t *c, civil_t *t) {
-  int y = 0;
-  if (!digits(c, 4, &y) || !expect(c, "-") || !digits(c, 2, &t->month) ||
-      !expect(c, "-") || !digits(c, 2, &t->day) || !expect(c, "Tt ") ||
-      !digits(c, 2, &t->hour) || !expect(c, ":") || !digits(c, 2, &t->minute) ||
-      !expect(c, ":") || !digits(c, 2, &t->second))
-    return false;
-  t->year = y;
-  /* Second 60 (a leap second) is taken as the next second, as POSIX does. */
-  return xl_date_ok(t->year, t->month, t->day) && t->hour < 24 &&
-         t->minute < 60 && t->second <= 60;
-}
-
-/* Up to 9 digits kept; more are read and dropped. */
-static bool parse_fraction(cursor_t *c, int32_t *nanos) {
-  *nanos = 0;
-  if (c->pos >= c->len || c->s[c->pos] != '.')
-    return true;
-  c->pos++;
-  int n = 0;
-  while (c->pos < c->len && c->s[c->pos] >= '0' && c->s[c->pos] <= '9') {
-    if (n++ < 9)
-      *nanos = *nanos * 10 + (c->s[c->pos] - '0');
-    c->pos++;
-  }
-  for (int i = n; i < 9; i++)
-    *nanos *= 10;
-  return n > 0;
-}
-
-/* The zone's offset east of UTC, in seconds. */
-static bool parse_zone(cursor_t *c, int64_t *offset) {
-  *offset = 0;
-  if (c->pos == c->len || expect(c, "Zz"))
-    return c->pos == c->len;
-  int sign = c->s[c->pos] == '-' ? -1 : 1;
-  int hh, mm;
-  if (!expect(c, "+-") || !digits(c, 2, &hh))
-    return false;
-  expect(c, ":");
-  if (!digits(c, 2, &mm) || hh > 23 || mm > 59 || c->pos != c->len)
-    return false;
-  *offset = sign * (hh * 3600 + mm * 60);
-  return true;
-}
-
-bool xl_time_parse(const char *s, size_t len, int64_t *sec, int32_t *nanos) {
-  cursor_t c = {s, len, 0};
-  civil_t t;
-  int64_t offset;
-  if (!parse_civil(&c, &t) || !parse_fraction(&c, nanos) ||
-      !parse_zone(&c, &offset))
-    return false;
-  int64_t v = xl_days_from_civil(t.year, t.month, t.day) * 86400 +
-              t.hour * 3600 + t.minute * 60 + t.second - offset;
-  if (v < TIME_MIN || v > TIME_MAX)
-    return false;
-  *sec = v;
-  return true;
-}
-
-/* ---- HTTP-date (RFC 9110 §5.6.7) ---- */
 
 static const char *const months[12] = {"Jan", "Feb", "Mar", "Apr",
                                        "May", "Jun", "Jul", "Aug",
@@ -394,12 +248,9 @@ static bool month(cursor_t *c, civil_t *t) {
 
 /* "Sun, 06 Nov 1994 08:49:37 GMT", after "Sun". */
 static bool imf_fixdate(cursor_t *c, civil_t *t) {
-  int y = 0;
-  bool ok = literal(c, ", ") && digits(c, 2, &t->day) && literal(c, " ") &&
-            month(c, t) && literal(c, " ") && digits(c, 4, &y) &&
-            literal(c, " ") && clock_time(c, t) && literal(c, " GMT");
-  t->year = y;
-  return ok;
+  return literal(c, ", ") && digits(c, 2, &t->day) && literal(c, " ") &&
+         month(c, t) && literal(c, " ") && digits(c, 4, &t->year) &&
+         literal(c, " ") && clock_time(c, t) && literal(c, " GMT");
 }
 
 /* "Sunday, 06-Nov-94 08:49:37 GMT", after "Sunday". Two-digit years:
@@ -415,15 +266,12 @@ static bool rfc850_date(cursor_t *c, civil_t *t) {
 
 /* "Sun Nov  6 08:49:37 1994", after "Sun". */
 static bool asctime_date(cursor_t *c, civil_t *t) {
-  int y = 0;
   if (!literal(c, " ") || !month(c, t) || !literal(c, " "))
     return false;
   if (!literal(c, " ") ? !digits(c, 2, &t->day) : !digits(c, 1, &t->day))
     return false;
-  bool ok = literal(c, " ") && clock_time(c, t) && literal(c, " ") &&
-            digits(c, 4, &y);
-  t->year = y;
-  return ok;
+  return literal(c, " ") && clock_time(c, t) && literal(c, " ") &&
+         digits(c, 4, &t->year);
 }
 
 static bool any_http_date(cursor_t *c, civil_t *t) {
@@ -441,11 +289,8 @@ static bool any_http_date(cursor_t *c, civil_t *t) {
 bool xl_http_date(const char *s, size_t len, int64_t *sec) {
   cursor_t c = {s, len, 0};
   civil_t t = {0};
-  if (!any_http_date(&c, &t) || c.pos != len ||
-      !xl_date_ok(t.year, t.month, t.day) || t.hour > 23 || t.minute > 59 ||
-      t.second > 60)
-    return false;
-  *sec = xl_days_from_civil(t.year, t.month, t.day) * 86400 + t.hour * 3600 +
-         t.minute * 60 + t.second;
-  return true;
+  /* Years from 0001, as for every date xlate reads. */
+  return any_http_date(&c, &t) && c.pos == len && t.year >= 1 &&
+         usc_time_from_civil(t.year, t.month, t.day, t.hour, t.minute, t.second,
+                             sec);
 }
