@@ -238,6 +238,7 @@ static int start_rest(sidecar_t *app) {
   usc_admin_config_t rest = {
       .handler = usc_dispatch_rest_handler(),
       .user = app->dispatch,
+      .refusal = usc_dispatch_rest_refusal(),
   };
   char error[512];
   if (usc_admin_server_start(&app->loop, &rest, app->config.rest_host,

@@ -386,12 +386,19 @@ static void enter_closing(conn_t *c) {
 
 /* An error response from the server itself; the connection closes. */
 static void refuse(conn_t *c, int status) {
-  char body[64];
-  int n = snprintf(body, sizeof(body), "%s\n", reason_phrase(status));
+  char body[256];
+  size_t len = 0;
+  const char *content_type = "text/plain; charset=utf-8";
+  const usc_admin_config_t *config = &c->server->config;
+  if (config->refusal != NULL)
+    content_type =
+        config->refusal(config->user, status, body, sizeof(body), &len);
+  else
+    len = (size_t)snprintf(body, sizeof(body), "%s\n", reason_phrase(status));
   response_t r = {.status = status,
-                  .content_type = "text/plain; charset=utf-8",
+                  .content_type = content_type,
                   .body = body,
-                  .len = (size_t)n,
+                  .len = len < sizeof(body) ? len : sizeof(body),
                   .close = true,
                   .head = c->is_head};
   if (write_response(c, &r) != 0) {

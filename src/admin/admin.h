@@ -87,10 +87,18 @@ typedef struct {
                                written, the wait for the peer to close */
 } usc_admin_limits_t;
 
+/* The body of a response the server gives itself (400, 408, 413, 431,
+ * 500, 501, 505), so that a server speaking some API answers in its error
+ * format: writes at most `cap` bytes into `body`, sets *len, and returns
+ * the content type (a static string). */
+typedef const char *(*usc_admin_refusal_fn)(void *user, int status, char *body,
+                                            size_t cap, size_t *len);
+
 typedef struct {
   const usc_admin_handler_t *handler; /* must outlive the server */
   void *user;
   usc_admin_limits_t limits;
+  usc_admin_refusal_fn refusal; /* NULL: the reason phrase as text/plain */
 } usc_admin_config_t;
 
 /* Creates a server on `loop`, listening on host:port. `host` is a literal

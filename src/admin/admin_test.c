@@ -470,9 +470,13 @@ static int setup(void **state) {
   return 0;
 }
 
+static usc_admin_refusal_fn refusal_hook; /* for the next start */
+
 static void start_on(fixture_t *fx, const usc_admin_limits_t *limits,
                      const char *host) {
-  usc_admin_config_t config = {.handler = &handler, .user = fx};
+  usc_admin_config_t config = {
+      .handler = &handler, .user = fx, .refusal = refusal_hook};
+  refusal_hook = NULL;
   if (limits != NULL)
     config.limits = *limits;
   char error[256] = "";
@@ -708,6 +712,28 @@ static void test_expect_continue_too_large(void **state) {
   wait_eof(fx, c);
   assert_int_equal(c->n_responses, 1);
   assert_int_equal(c->resp[0].status, 413);
+}
+
+static const char *json_refusal(void *user, int status, char *body, size_t cap,
+                                size_t *len) {
+  (void)user;
+  *len = (size_t)snprintf(body, cap, "{\"status\":%d}", status);
+  return "application/json";
+}
+
+/* A server speaking an API answers its own refusals in its format. */
+static void test_refusal_hook(void **state) {
+  fixture_t *fx = *state;
+  usc_admin_limits_t limits = {.max_body_bytes = 16};
+  refusal_hook = json_refusal;
+  start(fx, &limits);
+  client_t *c = client_open(fx);
+  client_send(c, "POST /echo HTTP/1.1\r\nContent-Length: 17\r\n\r\n");
+  wait_eof(fx, c);
+  assert_int_equal(c->n_responses, 1);
+  assert_int_equal(c->resp[0].status, 413);
+  assert_string_equal(c->resp[0].content_type, "application/json");
+  assert_string_equal(c->resp[0].body, "{\"status\":413}");
 }
 
 /* ---- limits ---- */
@@ -1193,6 +1219,7 @@ int main(void) {
       T(test_chunked_body),
       T(test_expect_continue),
       T(test_expect_continue_too_large),
+      T(test_refusal_hook),
       T(test_header_too_large),
       T(test_too_many_headers),
       T(test_body_too_large),

@@ -49,6 +49,10 @@ const usc_h2_handler_t *usc_dispatch_handler(void);
  * as its user: UAPI REST requests answered by the native engine. */
 const usc_admin_handler_t *usc_dispatch_rest_handler(void);
 
+/* The facade's answers to requests its HTTP server refuses by itself
+ * (malformed, too large, too slow), in UAPI's error format. */
+usc_admin_refusal_fn usc_dispatch_rest_refusal(void);
+
 /* Ends every open WatchPhoneCalls stream with OK (server shutdown). */
 void usc_dispatch_end_streams(usc_dispatch_t *dispatch);
 

@@ -70,6 +70,40 @@ static void on_cancel(void *user, usc_admin_req_t *req) {
   (void)req;
 }
 
+/* The server's own refusals (malformed, too large, too slow) in UAPI's
+ * error format. */
+static const char *refusal(void *user, int status, char *body, size_t cap,
+                           size_t *len) {
+  (void)user;
+  usc_grpc_status_t grpc = USC_GRPC_INVALID_ARGUMENT;
+  const char *code = "request_invalid";
+  if (status == 408) {
+    grpc = USC_GRPC_DEADLINE_EXCEEDED;
+    code = "request_timeout";
+  } else if (status == 413 || status == 431) {
+    grpc = USC_GRPC_RESOURCE_EXHAUSTED;
+    code = "request_too_large";
+  } else if (status == 501 || status == 505) {
+    grpc = USC_GRPC_UNIMPLEMENTED;
+    code = "request_not_implemented";
+  } else if (status >= 500) {
+    grpc = USC_GRPC_INTERNAL;
+    code = "internal_server_error";
+  }
+  usc_xlate_reply_t reply = {0};
+  *len = 0;
+  if (usc_xlate_facade_error(USC_XLATE_RPC_NONE, grpc, code, NULL, &reply) ==
+          0 &&
+      reply.body_len <= cap) {
+    memcpy(body, reply.body, reply.body_len);
+    *len = reply.body_len;
+  }
+  usc_xlate_reply_free(&reply);
+  return "application/json";
+}
+
+usc_admin_refusal_fn usc_dispatch_rest_refusal(void) { return refusal; }
+
 static const usc_admin_handler_t rest_handler = {
     .on_request = on_request,
     .on_cancel = on_cancel,
