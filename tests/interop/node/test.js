@@ -1,11 +1,13 @@
 'use strict';
-// Interop suite: @grpc/grpc-js against uapi-sidecar's native engine.
+// Interop suite: @grpc/grpc-js against uapi-sidecar's native engine (or,
+// in pair mode, its translation backend in front of its REST facade).
 //
 // Run: node tests/interop/node/test.js (after `npm ci` in this folder).
 // The sidecar binary is $USC_SIDECAR_BINARY (default
 // bazel-bin/src/uapi-sidecar); $USC_SIDECAR_WRAPPER goes in front of its
-// command line (e.g. valgrind). Prints one line per test and ends with
-// "N passed, N failed".
+// command line (e.g. valgrind, or tests/interop/pair.sh);
+// $USC_EXPECT_BACKEND is the x-uapi-backend expected (default "native").
+// Prints one line per test and ends with "N passed, N failed".
 
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
@@ -18,14 +20,21 @@ const REPO = path.resolve(__dirname, '..', '..', '..');
 const BINARY = path.resolve(
   process.env.USC_SIDECAR_BINARY || path.join(REPO, 'bazel-bin/src/uapi-sidecar'));
 const WRAPPER = (process.env.USC_SIDECAR_WRAPPER || '').split(/\s+/).filter(Boolean);
-const SLOW = WRAPPER.length ? 4 : 1;
-const STARTUP_MS = WRAPPER.length ? 30000 : 10000;
+// A slowing wrapper such as valgrind. tests/interop/pair.sh (pair mode) is
+// not one by itself: only the wrapper it puts in front of both sidecars,
+// USC_PAIR_INNER_WRAPPER.
+const SLOWED = WRAPPER.length > 0 && (path.basename(WRAPPER[0]) !== 'pair.sh'
+  || (process.env.USC_PAIR_INNER_WRAPPER || '').trim() !== '');
+const SLOW = SLOWED ? 4 : 1;
+const STARTUP_MS = SLOWED ? 30000 : 10000;
 const RPC_MS = 10000 * SLOW;
 const TEST_MS = 60000 * SLOW;
 const SERVICE = 'uapi.phonecalls.v1.PhoneCallService';
 const DOMAIN = 'uapi.voipnow.com';
 const ERROR_INFO_URL = 'type.googleapis.com/google.rpc.ErrorInfo';
 const UNKNOWN_ID = '0123456789abcdef0123';
+// Who answers, as x-uapi-backend says: "uapi" in pair mode.
+const EXPECT_BACKEND = process.env.USC_EXPECT_BACKEND || 'native';
 const S = grpc.status;
 
 const packageDef = protoLoader.loadSync('uapi/phonecalls/v1/phonecalls.proto', {
@@ -267,9 +276,9 @@ function assertNow(t, before) {
   assert.ok(s >= before / 1000 - 1 && s <= Date.now() / 1000 + 1, `timestamp ${s} not now`);
 }
 
-function assertBackendNative(initial) {
+function assertBackend(initial) {
   assert.ok(initial, 'no initial metadata');
-  assert.deepEqual(initial.get('x-uapi-backend'), ['native']);
+  assert.deepEqual(initial.get('x-uapi-backend'), [EXPECT_BACKEND]);
 }
 
 // A WatchPhoneCalls stream whose items are awaited one by one.
@@ -279,12 +288,24 @@ class Watch {
     this.waiters = [];
     const opts = ms ? { deadline: deadline(ms) } : {};
     this.call = client.WatchPhoneCalls(req, new grpc.Metadata(), opts);
-    this.call.on('metadata', (md) => { this.initial = md; });
+    // Resolves once the response headers are in (or the stream ended): the
+    // server sends them when the subscription is live (a polling backend:
+    // once its baseline poll is in).
+    this.headers = new Promise((resolve) => { this.headersIn = resolve; });
+    this.call.on('metadata', (md) => { this.initial = md; this.headersIn(); });
     this.call.on('data', (event) => this.push({ event }));
-    this.call.on('error', (error) => this.push({ error }));
+    this.call.on('error', (error) => { this.headersIn(); this.push({ error }); });
     this.call.on('status', (status) => {
+      this.headersIn();
       if (status.code === S.OK) this.push({ end: true });
     });
+  }
+
+  waitHeaders(ms = RPC_MS) {
+    let timer;
+    return Promise.race([this.headers, new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no Watch response headers within ${ms} ms`)), ms);
+    })]).finally(() => clearTimeout(timer));
   }
 
   push(item) {
@@ -316,9 +337,11 @@ class Watch {
     return ev;
   }
 
-  // Creates probe calls (matching the stream's filter) until their events
-  // flow, then drains up to the last probe's event.
+  // Waits for the response headers, then creates probe calls (matching the
+  // stream's filter) until their events flow, then drains up to the last
+  // probe's event.
   async waitReady(probe) {
+    await this.waitHeaders();
     const ids = [];
     for (let n = 0; n < 50; n++) {
       ids.push((await probe()).id);
@@ -459,7 +482,7 @@ for (const [method, dest, flows, extra] of [
       allow_public_transfer: { value: true }, video: { value: false }, ...extra,
     };
     const { resp, initial } = await call(client, method, req);
-    assertBackendNative(initial);
+    assertBackend(initial);
     const [pc] = resp.phone_calls;
     assert.match(pc.id, /^[0-9a-f]{20}$/);
     assert.deepEqual([pc.extension, pc.owner_id, pc.owner_name, pc.nonce],
@@ -490,7 +513,7 @@ test('GetPhoneCall with user aliases and view extension', async () => {
       const { resp, initial } = await call(client, 'GetPhoneCall',
         { user_id: user, extension: ext, phone_call_id: pc.id });
       assert.deepEqual(resp, pc);
-      assertBackendNative(initial);
+      assertBackend(initial);
     }
   }
 });
@@ -857,7 +880,7 @@ test('Watch streams CREATED, UPDATED and ENDED for its extension only', async ()
   assert.deepEqual((await w.expect('UPDATED', pc.id)).phone_call, held);
   await rpc(other, 'HangupPhoneCalls', addr(pc));
   assert.deepEqual((await w.expect('ENDED', pc.id)).phone_call, held);
-  assertBackendNative(w.initial);
+  assertBackend(w.initial);
   assert.equal(w.items.length, 0);
 });
 

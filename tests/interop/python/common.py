@@ -1,7 +1,8 @@
 """Shared helpers of the Python interop suites.
 
 - Sidecar: starts uapi-sidecar on 127.0.0.1 port 0 (behind the optional
-  USC_SIDECAR_WRAPPER, e.g. valgrind), waits for its "listening" line,
+  USC_SIDECAR_WRAPPER, e.g. valgrind or tests/interop/pair.sh), waits for
+  its "listening" line,
   stops it with a signal and reports the exit code; every instance still
   running when the interpreter exits is killed.
 - load_stubs: runs protoc on the project's proto into a temporary
@@ -34,11 +35,28 @@ ERROR_DOMAIN = "uapi.voipnow.com"
 ERROR_INFO_TYPE_URL = "type.googleapis.com/google.rpc.ErrorInfo"
 
 WRAPPER = shlex.split(os.environ.get("USC_SIDECAR_WRAPPER", ""))
+
+
+def _slow_wrapper():
+    """Whether the sidecar runs under a slowing wrapper such as valgrind.
+    tests/interop/pair.sh (pair mode) is not one by itself: only the
+    wrapper it puts in front of both sidecars, USC_PAIR_INNER_WRAPPER."""
+    if WRAPPER and os.path.basename(WRAPPER[0]) == "pair.sh":
+        return bool(os.environ.get("USC_PAIR_INNER_WRAPPER", "").split())
+    return bool(WRAPPER)
+
+
 # Everything is slower under valgrind: give startup, RPCs and shutdown room.
-SLOW = 4.0 if WRAPPER else 1.0
-STARTUP_TIMEOUT = 30.0 if WRAPPER else 10.0
+SLOWED = _slow_wrapper()
+SLOW = 4.0 if SLOWED else 1.0
+STARTUP_TIMEOUT = 30.0 if SLOWED else 10.0
 RPC_TIMEOUT = 10.0 * SLOW
-STOP_TIMEOUT = 30.0 if WRAPPER else 10.0
+STOP_TIMEOUT = 30.0 if SLOWED else 10.0
+
+# Who answers, as the x-uapi-backend initial metadata says: "native", or
+# "uapi" when the suite runs in pair mode (the translation backend in front
+# of the sidecar's own REST facade, tests/interop/pair.sh).
+EXPECT_BACKEND = os.environ.get("USC_EXPECT_BACKEND") or "native"
 
 LISTENING_RE = re.compile(r"listening\b.*?address=([0-9A-Za-z.:\[\]]+)")
 
