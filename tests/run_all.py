@@ -3,8 +3,9 @@
 'N passed, N failed'. Exit status 0 only when nothing failed.
 
 Steps: the cmocka unit tests (plain and under ASan+UBSan), then the interop
-suites against the real binary (plain, then the Python suites against the
-sanitizer build so that leaks and memory errors in the server fail them).
+suites and the translation backend's suite against the real binary (plain,
+then the Python suites against the sanitizer build so that leaks and memory
+errors in the server fail them).
 """
 import glob
 import os
@@ -85,11 +86,15 @@ def main():
         results.append(("build", (0, 1)))
     else:
         results.append(("interop", suite(["tests/interop/run.sh", plain])))
+        results.append(("translation backend",
+                        suite(["tests/uapi/run.sh", plain])))
         env = dict(os.environ, USC_INTEROP_SUITES="python wire",
                    ASAN_OPTIONS="detect_leaks=1:halt_on_error=1",
                    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
         results.append(("interop on the sanitizer build",
                         suite(["tests/interop/run.sh", asan], env)))
+        results.append(("translation backend on the sanitizer build",
+                        suite(["tests/uapi/run.sh", asan], env)))
     print()
     for name, (p, f) in results:
         print(f"  {name}: {p} passed, {f} failed")
