@@ -239,6 +239,9 @@ static int start_rest(sidecar_t *app) {
       .handler = usc_dispatch_rest_handler(),
       .user = app->dispatch,
       .refusal = usc_dispatch_rest_refusal(),
+      /* A request's JSON may be larger than its protobuf: room for the
+       * largest gRPC request, written out. */
+      .limits.max_body_bytes = 2 * app->config.max_recv_message_size,
   };
   char error[512];
   if (usc_admin_server_start(&app->loop, &rest, app->config.rest_host,

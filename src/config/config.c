@@ -472,7 +472,7 @@ static void set_defaults(usc_config_t *config) {
   config->shutdown_grace_ns = 10000 * (int64_t)1000000;
   config->max_concurrent_streams = 1000;
   config->upstream_timeout_ns = 10000 * (int64_t)1000000;
-  config->upstream_max_body = 1024 * 1024;
+  config->upstream_max_body = 8 * 1024 * 1024;
   config->upstream_max_requests = 256;
   config->breaker_failures = 5;
   config->breaker_open_ns = 5000 * (int64_t)1000000;
@@ -750,7 +750,7 @@ const char *usc_config_usage(void) {
          "      env UAPI_SIDECAR_UPSTREAM_TIMEOUT, default 10000\n"
          "  --upstream-max-body BYTES\n"
          "      largest upstream answer read\n"
-         "      env UAPI_SIDECAR_UPSTREAM_MAX_BODY, default 1048576\n"
+         "      env UAPI_SIDECAR_UPSTREAM_MAX_BODY, default 8388608\n"
          "  --upstream-max-requests N\n"
          "      upstream requests in flight at once, 1..65536\n"
          "      env UAPI_SIDECAR_UPSTREAM_MAX_REQUESTS, default 256\n"

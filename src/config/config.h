@@ -42,7 +42,7 @@ typedef struct {
 
   /* The translation backend. */
   int64_t upstream_timeout_ns;         /* --upstream-timeout ms, 10000 */
-  size_t upstream_max_body;            /* --upstream-max-body bytes, 1 MiB */
+  size_t upstream_max_body;            /* --upstream-max-body bytes, 8 MiB */
   uint32_t upstream_max_requests;      /* --upstream-max-requests, 256 */
   char uapi_ca_file[1024];             /* --uapi-ca-file, "" */
   char uapi_token_file[1024];          /* --uapi-token-file, "" */

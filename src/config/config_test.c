@@ -534,7 +534,7 @@ static void test_translation_defaults(void **state) {
   (void)state;
   outcome_t o = parse_nothing(NULL);
   assert_int_equal(o.config.upstream_timeout_ns, 10000000000LL);
-  assert_int_equal(o.config.upstream_max_body, 1048576);
+  assert_int_equal(o.config.upstream_max_body, 8388608);
   assert_int_equal(o.config.upstream_max_requests, 256);
   assert_int_equal(o.config.breaker_failures, 5);
   assert_int_equal(o.config.breaker_open_ns, 5000000000LL);

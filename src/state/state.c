@@ -1141,13 +1141,13 @@ static size_t transfer_leg(const rec_t *r, const char *number) {
   return 1;
 }
 
-static int pick_leg(const rec_t *r, const usc_state_action_t *req, size_t *leg,
-                    usc_state_err_t *err) {
+/* Well-formedness comes before existence, as in front of UAPI, where it is
+ * checked before anything is sent: the same request gets the same answer
+ * from either backend. */
+static int check_view_id(const usc_state_action_t *req, usc_state_err_t *err) {
   const char *vid = or_empty(req->phone_call_view_id);
-  if (vid[0] == '\0' && (ACTIONS[req->kind].flags & TRANSFERS)) {
-    *leg = transfer_leg(r, req->transfer_number);
+  if (vid[0] == '\0' && (ACTIONS[req->kind].flags & TRANSFERS))
     return 0;
-  }
   if (vid[0] == '\0')
     return INVALID(err, VIEW_ID_CODE,
                    "phone_call_view_id is required for %s: give a leg such "
@@ -1158,6 +1158,16 @@ static int pick_leg(const rec_t *r, const usc_state_action_t *req, size_t *leg,
                    "phone call view id '%.40s' is invalid: use two digits "
                    "such as 00 or 01",
                    vid);
+  return 0;
+}
+
+static int pick_leg(const rec_t *r, const usc_state_action_t *req, size_t *leg,
+                    usc_state_err_t *err) {
+  const char *vid = or_empty(req->phone_call_view_id);
+  if (vid[0] == '\0') {
+    *leg = transfer_leg(r, req->transfer_number);
+    return 0;
+  }
   for (size_t i = 0; i < r->call.n_views; i++)
     if (strcmp(r->legs[i].id, vid) == 0) {
       *leg = i;
@@ -1458,6 +1468,8 @@ int usc_state_act(usc_state_t *state, const usc_state_action_t *req,
                    (int)req->kind);
   usc_state_advance(state, now);
   int rc = check_address(state, &req->address, true, &t, err);
+  if (rc == 0)
+    rc = check_view_id(req, err);
   if (rc == 0)
     rc = find_visible(state, &t, &r, err);
   if (rc == 0)

@@ -921,9 +921,13 @@ static void test_view_id_rules(void **unused) {
     a.phone_call_view_id = "02";
     act_fails(s, &a, T0, USC_ERR_NOT_FOUND, USC_GRPC_NOT_FOUND,
               USC_UAPI_VIEW_INVALID);
-    /* The call is looked up before the view id is checked. */
+    /* The view id's form is checked before the call is looked up, as in
+     * front of UAPI; its existence after. */
     a.address.phone_call_id = "nosuchcall";
     a.phone_call_view_id = "x";
+    act_fails(s, &a, T0, USC_ERR_INVALID, USC_GRPC_INVALID_ARGUMENT,
+              USC_UAPI_VIEW_INVALID);
+    a.phone_call_view_id = "01";
     act_fails(s, &a, T0, USC_ERR_NOT_FOUND, USC_GRPC_NOT_FOUND,
               USC_UAPI_CALL_INVALID);
   }

@@ -12,6 +12,13 @@
 # Env:   USC_SIDECAR_WRAPPER  put in front of every sidecar command line,
 #                             e.g. "valgrind --leak-check=full --error-exitcode=99"
 #        USC_INTEROP_SUITES   the suites to run (default "python wire node cpp")
+#        USC_INTEROP_MODE     native (default): each sidecar serves from its
+#                             native engine; pair: each "sidecar" is a pair
+#                             (tests/interop/pair.sh): the translation backend
+#                             (--backend uapi) in front of a second sidecar's
+#                             REST facade, and x-uapi-backend must be "uapi".
+#                             A USC_SIDECAR_WRAPPER (valgrind) then runs both
+#                             sidecars of each pair (USC_PAIR_INNER_WRAPPER).
 set -u
 
 bin=${1:-bazel-bin/src/uapi-sidecar}
@@ -39,8 +46,30 @@ cp "$bin" "$snapshot/uapi-sidecar"
 bin=$snapshot/uapi-sidecar
 export USC_SIDECAR_BINARY=$bin
 export USC_SIDECAR_WRAPPER=${USC_SIDECAR_WRAPPER:-}
+slow_wrapper=$USC_SIDECAR_WRAPPER
 
-if [ -n "$USC_SIDECAR_WRAPPER" ]; then limit=2400; else limit=600; fi
+case ${USC_INTEROP_MODE:-native} in
+  native) ;;
+  pair)
+    pair=$repo/tests/interop/pair.sh
+    read -r -a words <<<"$USC_SIDECAR_WRAPPER"
+    if [ ${#words[@]} -gt 0 ] && [ "$(basename "${words[0]}")" != pair.sh ]; then
+      # The wrapper given (valgrind) runs both sidecars of each pair.
+      export USC_PAIR_INNER_WRAPPER=${USC_PAIR_INNER_WRAPPER:-$USC_SIDECAR_WRAPPER}
+    fi
+    export USC_SIDECAR_WRAPPER=$pair USC_EXPECT_BACKEND=uapi
+    slow_wrapper=${USC_PAIR_INNER_WRAPPER:-}
+    echo "=== pair mode: every sidecar is $pair (--backend uapi in front of" \
+      "a sidecar's REST facade)${slow_wrapper:+, both under $slow_wrapper}"
+    ;;
+  *)
+    echo "FAIL  USC_INTEROP_MODE=${USC_INTEROP_MODE}: expected native or pair"
+    total_failed=1
+    summary
+    ;;
+esac
+
+if [ -n "$slow_wrapper" ]; then limit=2400; else limit=600; fi
 
 # run_suite NAME COMMAND...: runs one suite bounded in time, adds its count
 # line to the totals; a suite that fails without saying so counts 1 failure.

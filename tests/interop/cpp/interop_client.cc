@@ -1,4 +1,5 @@
-// Interop client: grpc++ against uapi-sidecar's native engine.
+// Interop client: grpc++ against uapi-sidecar's native engine (or, in pair
+// mode, its translation backend in front of its REST facade).
 //
 // Usage: interop_client HOST:PORT [--max-calls-sidecar=HOST:PORT]
 //            [--ring-delay-sidecar=HOST:PORT] [test-name-substring ...]
@@ -8,7 +9,9 @@
 // Prints "PASS|FAIL <test> (<seconds>s)" per test and ends with
 // "N passed, N failed"; exits 0 only when every test passed. Set
 // USC_SIDECAR_WRAPPER (as the runner does under valgrind) to allow for a
-// slower server.
+// slower server (tests/interop/pair.sh alone does not count as slow: only
+// its USC_PAIR_INNER_WRAPPER does). USC_EXPECT_BACKEND is the
+// x-uapi-backend expected (default "native"; "uapi" in pair mode).
 
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
@@ -55,6 +58,8 @@ const char kErrorInfoUrl[] = "type.googleapis.com/google.rpc.ErrorInfo";
 const char kUnknownId[] = "0123456789abcdef0123";
 
 int g_slow = 1;
+// x-uapi-backend expected on every answer: $USC_EXPECT_BACKEND or "native".
+std::vector<std::string> g_backend = {"native"};
 std::string g_address;
 // Sidecars of their own started by run.sh: --max-calls 3, --ring-delay 60000.
 std::string g_max_calls_address;
@@ -209,6 +214,13 @@ void SetDeadline(ClientContext* ctx, ms timeout = RpcTimeout()) {
 template <class Req, class Resp>
 using Method = Status (Stub::*)(ClientContext*, const Req&, Resp*);
 
+// A request for failure messages, cut short (some carry megabytes).
+std::string Brief(const google::protobuf::Message& req) {
+  std::string shown = req.ShortDebugString();
+  if (shown.size() > 200) shown = shown.substr(0, 200) + "...";
+  return shown;
+}
+
 // Calls and requires OK; `backend` gets x-uapi-backend.
 template <class Req, class Resp>
 Resp Ok(Method<Req, Resp> m, const Req& req,
@@ -219,7 +231,7 @@ Resp Ok(Method<Req, Resp> m, const Req& req,
   Status st = (g_stub.get()->*m)(&ctx, req, &resp);
   if (!st.ok())
     throw Failure{"RPC failed with " + std::to_string(st.error_code()) + ": " +
-                  st.error_message() + " request {" + req.ShortDebugString() +
+                  st.error_message() + " request {" + Brief(req) +
                   "}"};
   if (backend)
     *backend = MetadataValues(ctx.GetServerInitialMetadata(), "x-uapi-backend");
@@ -264,7 +276,7 @@ void Err(Method<Req, Resp> m, const Req& req, StatusCode code,
   try {
     CheckStatus(ctx, st, code, uapi_code);
   } catch (Failure& f) {
-    f.what += " (request {" + req.ShortDebugString() + "}, got " +
+    f.what += " (request {" + Brief(req) + "}, got " +
               std::to_string(st.error_code()) + " " + st.error_message() + ")";
     throw;
   }
@@ -386,9 +398,19 @@ class WatchStream {
     return ev;
   }
 
-  // Creates probe calls until their events flow, then drains up to the
-  // last probe's event: from then on the subscription is live.
+  // Waits for the response headers: the server sends them when the
+  // subscription is live (a polling backend: once its baseline poll is
+  // in). True when they came (or the stream ended) within `timeout`.
+  bool WaitHeaders(ms timeout = RpcTimeout()) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, timeout, [this] { return headers_; });
+  }
+
+  // Waits for the response headers, then creates probe calls until their
+  // events flow, then drains up to the last probe's event: from then on
+  // the subscription is live.
   void WaitReady(const std::function<pc::PhoneCall()>& probe) {
+    if (!WaitHeaders()) throw Failure{"no Watch response headers in time"};
     std::vector<std::string> ids;
     auto is_probe = [&](const pc::PhoneCallEvent& ev) {
       return std::find(ids.begin(), ids.end(), ev.phone_call().id()) != ids.end();
@@ -419,6 +441,12 @@ class WatchStream {
 
  private:
   void Pump() {
+    reader_->WaitForInitialMetadata();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      headers_ = true;
+      cv_.notify_all();
+    }
     pc::PhoneCallEvent ev;
     while (reader_->Read(&ev)) Push(Item{false, ev});
     status_ = reader_->Finish();
@@ -437,6 +465,7 @@ class WatchStream {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Item> items_;
+  bool headers_ = false;
   Status status_;
 };
 
@@ -699,7 +728,7 @@ void TestCreates() {
     double t0 = WallNow();
     std::vector<std::string> backend;
     auto resp = Ok(c.method, req, &backend);
-    CHECK_EQ(backend, std::vector<std::string>{"native"});
+    CHECK_EQ(backend, g_backend);
     CHECK_EQ(resp.phone_calls_size(), 1);
     const pc::PhoneCall& call = resp.phone_calls(0);
     CHECK(std::regex_match(call.id(), std::regex("[0-9a-f]{20}")));
@@ -741,7 +770,7 @@ void TestGet() {
       req.set_phone_call_id(call.id());
       std::vector<std::string> backend;
       CHECK_EQ(Ok(&Stub::GetPhoneCall, req, &backend), call);
-      CHECK_EQ(backend, std::vector<std::string>{"native"});
+      CHECK_EQ(backend, g_backend);
     }
   }
 }
@@ -1274,7 +1303,7 @@ void TestWatchEvents() {
   CHECK_EQ(w.Expect(Event::ENDED, call.id()).phone_call(), held);
   CHECK(w.Quiet());
   CHECK_EQ(MetadataValues(w.context().GetServerInitialMetadata(), "x-uapi-backend"),
-           std::vector<std::string>{"native"});
+           g_backend);
 }
 
 struct Test {
@@ -1335,8 +1364,20 @@ int main(int argc, char** argv) {
       filters.push_back(arg);
     }
   }
-  const char* wrapper = std::getenv("USC_SIDECAR_WRAPPER");
-  if (wrapper && *wrapper) g_slow = 4;
+  // A slowing wrapper such as valgrind; pair.sh only through the wrapper
+  // it runs both sidecars in.
+  auto words = [](const char* env) {
+    std::istringstream in(std::getenv(env) ? std::getenv(env) : "");
+    Strs out;
+    for (std::string w; in >> w;) out.push_back(w);
+    return out;
+  };
+  const Strs wrapper = words("USC_SIDECAR_WRAPPER");
+  bool pair = !wrapper.empty() &&
+              wrapper[0].substr(wrapper[0].rfind('/') + 1) == "pair.sh";
+  if (pair ? !words("USC_PAIR_INNER_WRAPPER").empty() : !wrapper.empty()) g_slow = 4;
+  const char* expect_backend = std::getenv("USC_EXPECT_BACKEND");
+  if (expect_backend && *expect_backend) g_backend = {expect_backend};
   g_channel = grpc::CreateChannel(g_address, grpc::InsecureChannelCredentials());
   g_stub = pc::PhoneCallService::NewStub(g_channel);
   int passed = 0, failed = 0;

@@ -5,7 +5,8 @@
 #
 # usage: tests/interop/cpp/run.sh [SIDECAR_BINARY] [test-substring...]
 # Env: USC_SIDECAR_BINARY (default bazel-bin/src/uapi-sidecar),
-#      USC_SIDECAR_WRAPPER (put in front of the sidecar, e.g. valgrind),
+#      USC_SIDECAR_WRAPPER (put in front of the sidecar, e.g. valgrind or
+#      tests/interop/pair.sh), USC_EXPECT_BACKEND (read by the client),
 #      USC_CPP_CLIENT (a prebuilt interop_client; else it is built with
 #      bazel). Ends with "N passed, N failed".
 set -u
@@ -15,7 +16,14 @@ repo=$(cd "$here/../../.." && pwd)
 bin=${1:-${USC_SIDECAR_BINARY:-$repo/bazel-bin/src/uapi-sidecar}}
 [ $# -gt 0 ] && shift
 read -r -a wrapper <<<"${USC_SIDECAR_WRAPPER:-}"
-if [ ${#wrapper[@]} -gt 0 ]; then startup=30 stop_wait=60; else startup=10 stop_wait=15; fi
+# A slowing wrapper such as valgrind; tests/interop/pair.sh only through
+# the wrapper it runs both sidecars in (USC_PAIR_INNER_WRAPPER).
+slowed=${#wrapper[@]}
+if [ "$slowed" -gt 0 ] && [ "$(basename "${wrapper[0]}")" = pair.sh ]; then
+  read -r -a inner <<<"${USC_PAIR_INNER_WRAPPER:-}"
+  slowed=${#inner[@]}
+fi
+if [ "$slowed" -gt 0 ]; then startup=30 stop_wait=60; else startup=10 stop_wait=15; fi
 
 passed=0 failed=0
 finish() {
@@ -87,7 +95,7 @@ for i in "${!names[@]}"; do
 done
 
 out=$(mktemp /tmp/usc-cpp-out.XXXXXX)
-timeout --kill-after=10 $((300 * (${#wrapper[@]} > 0 ? 4 : 1))) \
+timeout --kill-after=10 $((300 * (slowed > 0 ? 4 : 1))) \
   "$client" "${addresses[0]}" --max-calls-sidecar="${addresses[1]}" \
   --ring-delay-sidecar="${addresses[2]}" "$@" | tee "$out"
 rc=${PIPESTATUS[0]}

@@ -885,9 +885,13 @@ class ErrorTests(Base):
                    extension="x", phone_call_id="!")
         self.check("OnHold", Code.INVALID_ARGUMENT, "pc_phoncall_invalid",
                    extension=ext, phone_call_id="!", phone_call_view_id="x")
-        self.check("OnHold", Code.NOT_FOUND, "pc_phoncall_invalid",
+        # Every form before any lookup, as in front of UAPI.
+        self.check("OnHold", Code.INVALID_ARGUMENT, "pc_phoncallview_invalid",
                    extension=ext, phone_call_id=UNKNOWN_ID,
                    phone_call_view_id="x")
+        self.check("OnHold", Code.NOT_FOUND, "pc_phoncall_invalid",
+                   extension=ext, phone_call_id=UNKNOWN_ID,
+                   phone_call_view_id="01")
         self.check("OnHold", Code.INVALID_ARGUMENT, "pc_phoncallview_invalid",
                    extension=ext, phone_call_id=cid, phone_call_view_id="x")
         self.act("OnHold", self.call, "00")
@@ -1323,6 +1327,23 @@ class WatchTests(Base):
         self.rpc("HangupPhoneCalls", extension=ext, phone_call_id=call.id)
         for stream in streams:
             stream.expect(Event.ENDED, call.id)
+
+    def test_every_change_is_an_event_natively(self):
+        """The native engine emits an event per change, however quick the
+        changes; a polling backend (pair mode) only sees the states its
+        polls find, so there this test is skipped."""
+        if common.EXPECT_BACKEND != "native":
+            self.skipTest("a polling backend sees states, not every change")
+        ext = fresh_ext()
+        stream = self.watch(extension=ext)
+        stream.wait_ready(lambda: self.create(ext=ext))
+        call = self.create(ext=ext)
+        self.act("Park", call, "00")
+        self.act("OnHold", call, "01")
+        self.rpc("HangupPhoneCalls", extension=ext, phone_call_id=call.id)
+        for etype in (Event.CREATED, Event.UPDATED, Event.UPDATED, Event.ENDED):
+            stream.expect(etype, call.id)
+        stream.assert_quiet()
 
 
 class LifecycleTests(unittest.TestCase):

@@ -3,7 +3,7 @@
 
 Run: /usr/bin/python3 tests/interop/python/test_wire.py [Class[.test] ...]
 Same environment as test_interop.py (USC_SIDECAR_BINARY,
-USC_SIDECAR_WRAPPER).
+USC_SIDECAR_WRAPPER, which may be tests/interop/pair.sh).
 """
 
 import base64
@@ -471,6 +471,12 @@ class TimerTests(WireTest):
             return [pb2.PhoneCallEvent.FromString(m)
                     for m in watcher.streams[sid].messages()]
 
+        # The response headers come once the subscription is live (a
+        # polling backend: once its first poll is in).
+        while watcher.streams[sid].headers is None:
+            watcher.pump(deadline)
+        self.assertFalse(watcher.streams[sid].trailers_only,
+                         watcher.streams[sid].headers)
         # Calls are made until the watch reports one: it is live then.
         while not events():
             self.assert_created(creator.unary(
