@@ -1,9 +1,9 @@
 /* uapi-sidecar: wiring. Parses the configuration, starts the gRPC server
  * on one libuv loop with the native engine (and, with --uapi-url, the
  * upstream client and credentials) behind it, and drains on SIGTERM or
- * SIGINT: stop accepting, end open streams, let in-flight calls finish
- * within the grace period, close everything, exit 0. A second signal exits
- * at once. */
+ * SIGINT: report NOT_SERVING to health checks, stop accepting, end open
+ * streams, let in-flight calls finish within the grace period, close
+ * everything, exit 0. A second signal exits at once. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +96,8 @@ static void on_signal(uv_signal_t *signal, int signum) {
   app->draining = true;
   usc_log(USC_LOG_INFO, "shutting down", "signal=%d grace_ms=%lld", signum,
           (long long)(app->config.shutdown_grace_ns / 1000000));
+  /* Health watchers hear NOT_SERVING before their streams end. */
+  usc_dispatch_set_serving(app->dispatch, false);
   usc_h2_server_drain(app->server);
   if (app->rest != NULL)
     usc_admin_server_drain(app->rest);

@@ -29,6 +29,8 @@ static void rpc_release(rpc_t *rpc) {
   rpc->msg = NULL;
   rpc->probe = rpc->retried_auth = rpc->fetching = false;
   rpc->headers_sent = false;
+  rpc->in_streams = false;
+  rpc->health_index = -1;
   rpc->authorization = NULL;
   arena_reset(&rpc->arena);
   rpc->next = d->free_rpcs;
@@ -108,6 +110,15 @@ void rpc_reply(rpc_t *rpc, const ProtobufCMessage *message) {
     return;
   }
   rpc_finish(rpc, USC_GRPC_OK, NULL, NULL);
+}
+
+int rpc_send(rpc_t *rpc, const ProtobufCMessage *message) {
+  tell_backend(rpc);
+  if (message == NULL)
+    return USC_ERR_NOMEM;
+  return usc_h2_call_send_message(rpc->call,
+                                  protobuf_c_message_get_packed_size(message),
+                                  pack_message, message);
 }
 
 void rpc_conclude(rpc_t *rpc, const outcome_t *out) {
@@ -222,6 +233,16 @@ void usc_dispatch_end_streams(usc_dispatch_t *d) {
     rpc_finish(rpc, USC_GRPC_OK, NULL, NULL);
   }
   pollers_end_streams(d);
+  while (d->streams != NULL) {
+    rpc_t *rpc = d->streams;
+    stream_unlink(rpc);
+    rpc_finish(rpc, USC_GRPC_OK, NULL, NULL);
+  }
+}
+
+void usc_dispatch_set_serving(usc_dispatch_t *d, bool serving) {
+  d->not_serving = !serving;
+  health_notify(d);
 }
 
 /* ---- h2 handler ---- */
@@ -238,6 +259,10 @@ void serve_native(rpc_t *rpc, const ProtobufCMessage *msg) {
  * waits for the upstream, into its own. */
 static void run(rpc_t *rpc) {
   usc_dispatch_t *d = rpc->dispatch;
+  if (rpc->method->kind >= KIND_HEALTH_CHECK) {
+    services_run(rpc, rpc->request, rpc->request_len);
+    return;
+  }
   bool native = d->config.backend == USC_BACKEND_NATIVE;
   arena_t *arena = native ? &d->arena : &rpc->arena;
   ProtobufCMessage *msg = protobuf_c_message_unpack(
@@ -271,6 +296,20 @@ static const method_t *find_method(const char *path, size_t len, char *error,
     return m;
   }
   const char *slash = len > 1 ? memchr(path + 1, '/', len - 1) : NULL;
+  if (path[0] == '/' && slash != NULL) {
+    bool known = false;
+    size_t slen = (size_t)(slash - path - 1);
+    const method_t *m =
+        service_method_find(path + 1, slen, slash + 1, len - slen - 2, &known);
+    if (m != NULL)
+      return m;
+    if (known) {
+      snprintf(error, error_cap, "unknown method %.*s for service %.*s",
+               (int)(len - slen - 2 > 100 ? 100 : len - slen - 2), slash + 1,
+               (int)slen, path + 1);
+      return NULL;
+    }
+  }
   if (path[0] != '/' || slash == NULL)
     snprintf(error, error_cap, "malformed method name: %.*s",
              (int)(len > 100 ? 100 : len), path);
@@ -315,17 +354,27 @@ static void on_start(void *user, usc_h2_call_t *call, const char *path,
     return;
   }
   rpc->backend = d->config.backend == USC_BACKEND_NATIVE ? "native" : "uapi";
+  if (method->kind >= KIND_HEALTH_CHECK)
+    rpc->backend = "native"; /* the sidecar itself answers */
   rpc->call = call;
   rpc->method = method;
   rpc->start_ns = mono_ns();
+  rpc->health_index = -1;
   snprintf(rpc->path, sizeof(rpc->path), "%.*s", (int)len, path);
   usc_h2_call_set_user(call, rpc);
+  /* A stream of requests is live from the start: shutdown ends it. */
+  if (method_client_stream(method))
+    stream_link(rpc);
 }
 
 static void on_message(void *user, usc_h2_call_t *call, const uint8_t *data,
                        size_t len) {
   (void)user;
   rpc_t *rpc = usc_h2_call_user(call);
+  if (method_client_stream(rpc->method)) {
+    reflection_message(rpc, data, len);
+    return;
+  }
   if (rpc->has_request) {
     rpc_finish(rpc, USC_GRPC_INTERNAL, NULL,
                "more than one request message for a method that takes one");
@@ -349,6 +398,12 @@ static void on_message(void *user, usc_h2_call_t *call, const uint8_t *data,
 static void on_half_close(void *user, usc_h2_call_t *call) {
   (void)user;
   rpc_t *rpc = usc_h2_call_user(call);
+  if (method_client_stream(rpc->method)) {
+    /* Every request is answered: the stream is over. */
+    stream_unlink(rpc);
+    rpc_finish(rpc, USC_GRPC_OK, NULL, NULL);
+    return;
+  }
   if (!rpc->has_request) {
     rpc_finish(rpc, USC_GRPC_INTERNAL, NULL, "no request message received");
     return;
@@ -363,6 +418,8 @@ static void on_cancel(void *user, usc_h2_call_t *call, usc_grpc_status_t why) {
     watch_unlink(rpc);
   if (rpc->poller != NULL)
     poller_unwatch(rpc);
+  if (rpc->in_streams)
+    stream_unlink(rpc);
   uapi_cancel(rpc);
   rpc_log(rpc, why);
   rpc_release(rpc);

@@ -3,10 +3,12 @@
  * protobuf-c, serves it from the native call-state engine, and answers
  * with the response message or a status carrying the UAPI error code (the
  * "uapi-error-code" trailer and a google.rpc.ErrorInfo in
- * grpc-status-details-bin). WatchPhoneCalls streams engine events. */
+ * grpc-status-details-bin). WatchPhoneCalls streams engine events. It
+ * also serves grpc.health.v1.Health and server reflection (v1, v1alpha). */
 #ifndef USC_DISPATCH_H
 #define USC_DISPATCH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -53,7 +55,12 @@ const usc_admin_handler_t *usc_dispatch_rest_handler(void);
  * (malformed, too large, too slow), in UAPI's error format. */
 usc_admin_refusal_fn usc_dispatch_rest_refusal(void);
 
-/* Ends every open WatchPhoneCalls stream with OK (server shutdown). */
+/* What health checks report: with `serving` false (at the start of a
+ * shutdown) every service is NOT_SERVING, and health watchers are told. */
+void usc_dispatch_set_serving(usc_dispatch_t *dispatch, bool serving);
+
+/* Ends every open WatchPhoneCalls, health Watch and reflection stream with
+ * OK (server shutdown). */
 void usc_dispatch_end_streams(usc_dispatch_t *dispatch);
 
 /* Frees the dispatcher once its timer is closed; every call must be over

@@ -15,6 +15,9 @@
 #include <time.h>
 #include <uv.h>
 
+#include "descriptor_index.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "grpc/reflection/v1/reflection.pb-c.h"
 #include "src/base/base.h"
 #include "src/dispatch/arena.h"
 #include "src/dispatch/convert.h"
@@ -1120,6 +1123,398 @@ static void test_allocation_failures(void **state) {
   list(e, -1, -1, NULL);
 }
 
+/* ---- grpc.health.v1.Health ---- */
+
+#define HEALTH "/grpc.health.v1.Health/"
+#define HS(name) GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__##name
+typedef Grpc__Health__V1__HealthCheckResponse pb_health_t;
+
+static usc_h2_call_t *health_call(env_t *e, const char *method,
+                                  const char *service) {
+  char path[64];
+  snprintf(path, sizeof(path), HEALTH "%s", method);
+  usc_h2_call_t *c = start_path(e, path);
+  Grpc__Health__V1__HealthCheckRequest req =
+      GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  req.service = (char *)service;
+  send_request(e, c, &req);
+  if (!c->finished)
+    half_close(e, c);
+  return c;
+}
+
+static int health_message(env_t *e, const usc_h2_call_t *c, size_t i) {
+  assert_true(i < c->n_messages);
+  pb_health_t *h = unpack(
+      e, &grpc__health__v1__health_check_response__descriptor, &c->messages[i]);
+  return (int)h->status;
+}
+
+static int check(env_t *e, const char *service) {
+  usc_h2_call_t *c = health_call(e, "Check", service);
+  pb_health_t *h =
+      response(e, c, &grpc__health__v1__health_check_response__descriptor);
+  return (int)h->status;
+}
+
+static void test_health_check(void **state) {
+  env_t *e = *state;
+  assert_int_equal(check(e, ""), HS(SERVING));
+  assert_int_equal(check(e, SERVICE), HS(SERVING));
+  usc_h2_call_t *c = health_call(e, "Check", "foo.Bar");
+  expect_error(c, USC_GRPC_NOT_FOUND, NULL, "unknown service");
+  assert_true(log_has(e, "method=/grpc.health.v1.Health/Check code=OK(0)"));
+  expect_error(start_path(e, HEALTH "Nope"), USC_GRPC_UNIMPLEMENTED, NULL,
+               "unknown method Nope for service grpc.health.v1.Health");
+}
+
+/* Check stays a unary method: one request message only. */
+static void test_health_check_two_requests(void **state) {
+  env_t *e = *state;
+  Grpc__Health__V1__HealthCheckRequest req =
+      GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  usc_h2_call_t *c = start_path(e, HEALTH "Check");
+  send_request(e, c, &req);
+  send_request(e, c, &req);
+  expect_error(c, USC_GRPC_INTERNAL, NULL, NULL);
+  c = start_path(e, HEALTH "Check");
+  half_close(e, c);
+  expect_error(c, USC_GRPC_INTERNAL, NULL, "no request message received");
+}
+
+static void test_health_list(void **state) {
+  env_t *e = *state;
+  Grpc__Health__V1__HealthListRequest req =
+      GRPC__HEALTH__V1__HEALTH_LIST_REQUEST__INIT;
+  usc_h2_call_t *c = start_path(e, HEALTH "List");
+  send_request(e, c, &req);
+  half_close(e, c);
+  Grpc__Health__V1__HealthListResponse *list =
+      response(e, c, &grpc__health__v1__health_list_response__descriptor);
+  assert_int_equal(list->n_statuses, 2);
+  bool seen[2] = {false, false};
+  for (size_t i = 0; i < list->n_statuses; i++) {
+    const char *key = list->statuses[i]->key;
+    assert_true(strcmp(key, "") == 0 || strcmp(key, SERVICE) == 0);
+    seen[key[0] != '\0'] = true;
+    assert_int_equal(list->statuses[i]->value->status, HS(SERVING));
+  }
+  assert_true(seen[0] && seen[1]);
+  usc_dispatch_set_serving(e->dispatch, false);
+  c = start_path(e, HEALTH "List");
+  send_request(e, c, &req);
+  half_close(e, c);
+  list = response(e, c, &grpc__health__v1__health_list_response__descriptor);
+  for (size_t i = 0; i < list->n_statuses; i++)
+    assert_int_equal(list->statuses[i]->value->status, HS(NOT_SERVING));
+}
+
+/* Watch: the status now, every change, and at shutdown NOT_SERVING before
+ * the stream ends OK; an unknown service is SERVICE_UNKNOWN, still open. */
+static void test_health_watch_shutdown(void **state) {
+  env_t *e = *state;
+  usc_h2_call_t *all = health_call(e, "Watch", "");
+  usc_h2_call_t *svc = health_call(e, "Watch", SERVICE);
+  usc_h2_call_t *unknown = health_call(e, "Watch", "foo.Bar");
+  usc_h2_call_t *gone = health_call(e, "Watch", "");
+  for (size_t i = 0; i < e->n_calls; i++) {
+    assert_false(e->calls[i]->finished);
+    assert_true(e->calls[i]->headers_sent);
+    assert_int_equal(e->calls[i]->n_messages, 1);
+  }
+  assert_int_equal(health_message(e, all, 0), HS(SERVING));
+  assert_int_equal(health_message(e, svc, 0), HS(SERVING));
+  assert_int_equal(health_message(e, unknown, 0), HS(SERVICE_UNKNOWN));
+  cancel(e, gone);
+
+  usc_dispatch_set_serving(e->dispatch, true); /* no change: nothing sent */
+  assert_int_equal(all->n_messages, 1);
+  usc_dispatch_set_serving(e->dispatch, false);
+  assert_int_equal(all->n_messages, 2);
+  assert_int_equal(svc->n_messages, 2);
+  assert_int_equal(unknown->n_messages, 1);
+  assert_int_equal(gone->n_messages, 1);
+  assert_int_equal(health_message(e, all, 1), HS(NOT_SERVING));
+  assert_int_equal(health_message(e, svc, 1), HS(NOT_SERVING));
+  assert_int_equal(check(e, ""), HS(NOT_SERVING));
+  assert_int_equal(check(e, SERVICE), HS(NOT_SERVING));
+
+  /* PhoneCall watchers end at the same time. */
+  usc_h2_call_t *w = watch(e, "", "");
+  usc_dispatch_end_streams(e->dispatch);
+  expect_status(all, USC_GRPC_OK);
+  expect_status(svc, USC_GRPC_OK);
+  expect_status(unknown, USC_GRPC_OK);
+  expect_status(w, USC_GRPC_OK);
+  assert_int_equal(all->n_messages, 2);
+  usc_dispatch_set_serving(e->dispatch, true);
+  usc_dispatch_end_streams(e->dispatch);
+}
+
+static void test_health_watch_send_failure(void **state) {
+  env_t *e = *state;
+  usc_h2_call_t *w = health_call(e, "Watch", "");
+  usc_h2_call_t *ok = health_call(e, "Watch", "");
+  w->fail_sends = 1;
+  usc_dispatch_set_serving(e->dispatch, false);
+  expect_status(w, USC_GRPC_RESOURCE_EXHAUSTED);
+  assert_string_equal(w->message, "cannot queue a health status");
+  assert_int_equal(w->n_messages, 1);
+  assert_int_equal(ok->n_messages, 2);
+  usc_dispatch_end_streams(e->dispatch);
+  expect_status(ok, USC_GRPC_OK);
+}
+
+/* ---- server reflection ---- */
+
+typedef Grpc__Reflection__V1__ServerReflectionRequest pb_refl_req_t;
+typedef Grpc__Reflection__V1__ServerReflectionResponse pb_refl_resp_t;
+#define REQ_CASE(name)                                                         \
+  GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_##name
+#define RESP_CASE(name)                                                        \
+  GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_##name
+
+/* Sends one reflection request on `c` and returns its one answer. */
+static pb_refl_resp_t *ask(env_t *e, usc_h2_call_t *c, int which,
+                           const char *arg) {
+  pb_refl_req_t req = GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
+  Grpc__Reflection__V1__ExtensionRequest ext =
+      GRPC__REFLECTION__V1__EXTENSION_REQUEST__INIT;
+  req.host = "localhost";
+  req.message_request_case = which;
+  switch (which) {
+  case REQ_CASE(FILE_BY_FILENAME):
+    req.file_by_filename = (char *)arg;
+    break;
+  case REQ_CASE(FILE_CONTAINING_SYMBOL):
+    req.file_containing_symbol = (char *)arg;
+    break;
+  case REQ_CASE(FILE_CONTAINING_EXTENSION):
+    ext.containing_type = (char *)arg;
+    ext.extension_number = 100;
+    req.file_containing_extension = &ext;
+    break;
+  case REQ_CASE(ALL_EXTENSION_NUMBERS_OF_TYPE):
+    req.all_extension_numbers_of_type = (char *)arg;
+    break;
+  case REQ_CASE(LIST_SERVICES):
+    req.list_services = (char *)arg;
+    break;
+  }
+  size_t before = c->n_messages;
+  send_request(e, c, &req);
+  assert_false(c->finished);
+  assert_int_equal(c->n_messages, before + 1);
+  pb_refl_resp_t *resp =
+      unpack(e, &grpc__reflection__v1__server_reflection_response__descriptor,
+             &c->messages[before]);
+  assert_string_equal(resp->valid_host, "localhost");
+  assert_non_null(resp->original_request);
+  assert_int_equal(resp->original_request->message_request_case, which);
+  return resp;
+}
+
+/* The name of a serialized FileDescriptorProto (field 1). */
+static void file_name(const ProtobufCBinaryData *fdp, char *out, size_t cap) {
+  wire_t w = {fdp->data, fdp->data + fdp->len};
+  wire_field_t f;
+  while (read_field(&w, &f)) {
+    if (f.number == 1) {
+      copy_bytes(&f, out, cap);
+      return;
+    }
+  }
+  fail_msg("no name in a FileDescriptorProto");
+}
+
+static void expect_files(const pb_refl_resp_t *resp, const char *const *names,
+                         size_t n) {
+  assert_int_equal(resp->message_response_case,
+                   RESP_CASE(FILE_DESCRIPTOR_RESPONSE));
+  const Grpc__Reflection__V1__FileDescriptorResponse *files =
+      resp->file_descriptor_response;
+  assert_int_equal(files->n_file_descriptor_proto, n);
+  char name[128];
+  file_name(&files->file_descriptor_proto[0], name, sizeof(name));
+  assert_string_equal(name, names[0]); /* the one asked for first */
+  for (size_t i = 1; i < n; i++) {
+    bool found = false;
+    for (size_t j = 1; j < n; j++) {
+      file_name(&files->file_descriptor_proto[j], name, sizeof(name));
+      found |= strcmp(name, names[i]) == 0;
+    }
+    assert_true(found);
+  }
+}
+
+static void expect_refl_error(const pb_refl_resp_t *resp, int code) {
+  assert_int_equal(resp->message_response_case, RESP_CASE(ERROR_RESPONSE));
+  assert_int_equal(resp->error_response->error_code, code);
+  assert_true(strlen(resp->error_response->error_message) > 0);
+}
+
+static void reflection_session(env_t *e, const char *path) {
+  static const char *const phonecalls[] = {
+      "uapi/phonecalls/v1/phonecalls.proto", "google/protobuf/timestamp.proto",
+      "google/protobuf/wrappers.proto"};
+  static const char *const health[] = {"grpc/health/v1/health.proto"};
+  static const char *const v1alpha[] = {
+      "grpc/reflection/v1alpha/reflection.proto"};
+  usc_h2_call_t *c = start_path(e, path);
+  assert_false(c->finished);
+
+  pb_refl_resp_t *r = ask(e, c, REQ_CASE(LIST_SERVICES), "*");
+  assert_int_equal(r->message_response_case, RESP_CASE(LIST_SERVICES_RESPONSE));
+  static const char *const want[] = {
+      SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
+      "grpc.reflection.v1alpha.ServerReflection"};
+  assert_int_equal(r->list_services_response->n_service, 4);
+  for (size_t i = 0; i < USC_ARRAY_LEN(want); i++) {
+    bool found = false;
+    for (size_t j = 0; j < 4; j++)
+      found |=
+          strcmp(r->list_services_response->service[j]->name, want[i]) == 0;
+    assert_true(found);
+  }
+
+  expect_files(ask(e, c, REQ_CASE(FILE_BY_FILENAME), phonecalls[0]), phonecalls,
+               3);
+  expect_files(ask(e, c, REQ_CASE(FILE_BY_FILENAME), phonecalls[1]),
+               phonecalls + 1, 1);
+  static const char *const symbols[] = {
+      SERVICE, SERVICE ".GetPhoneCall", "uapi.phonecalls.v1.PhoneCall",
+      "uapi.phonecalls.v1.PhoneCallEvent.Type",
+      ".uapi.phonecalls.v1.PhoneCall"};
+  for (size_t i = 0; i < USC_ARRAY_LEN(symbols); i++)
+    expect_files(ask(e, c, REQ_CASE(FILE_CONTAINING_SYMBOL), symbols[i]),
+                 phonecalls, 3);
+  expect_files(ask(e, c, REQ_CASE(FILE_CONTAINING_SYMBOL),
+                   "grpc.health.v1.HealthCheckResponse.ServingStatus"),
+               health, 1);
+  expect_files(ask(e, c, REQ_CASE(FILE_CONTAINING_SYMBOL),
+                   "grpc.reflection.v1alpha.ServerReflection"),
+               v1alpha, 1);
+  expect_files(
+      ask(e, c, REQ_CASE(FILE_CONTAINING_SYMBOL), "google.protobuf.Int32Value"),
+      phonecalls + 2, 1);
+
+  expect_refl_error(ask(e, c, REQ_CASE(FILE_BY_FILENAME), "nope.proto"), 5);
+  expect_refl_error(
+      ask(e, c, REQ_CASE(FILE_CONTAINING_SYMBOL), "uapi.phonecalls.v1.Nope"),
+      5);
+  expect_refl_error(ask(e, c, REQ_CASE(FILE_CONTAINING_SYMBOL), "uapi"), 5);
+  expect_refl_error(ask(e, c, REQ_CASE(FILE_CONTAINING_EXTENSION),
+                        "uapi.phonecalls.v1.PhoneCall"),
+                    5);
+  expect_refl_error(ask(e, c, REQ_CASE(ALL_EXTENSION_NUMBERS_OF_TYPE),
+                        "uapi.phonecalls.v1.Nope"),
+                    5);
+  r = ask(e, c, REQ_CASE(ALL_EXTENSION_NUMBERS_OF_TYPE),
+          "uapi.phonecalls.v1.PhoneCall");
+  assert_int_equal(r->message_response_case,
+                   RESP_CASE(ALL_EXTENSION_NUMBERS_RESPONSE));
+  assert_string_equal(r->all_extension_numbers_response->base_type_name,
+                      "uapi.phonecalls.v1.PhoneCall");
+  assert_int_equal(r->all_extension_numbers_response->n_extension_number, 0);
+  expect_refl_error(ask(e, c, REQ_CASE(_NOT_SET), NULL), 3);
+
+  half_close(e, c);
+  expect_status(c, USC_GRPC_OK);
+  assert_null(c->message);
+}
+
+static void test_reflection_v1(void **state) {
+  reflection_session(
+      *state, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo");
+}
+
+static void test_reflection_v1alpha(void **state) {
+  env_t *e = *state;
+  reflection_session(
+      e, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo");
+  assert_true(log_has(e, "method=/grpc.reflection.v1alpha.ServerReflection/"
+                         "ServerReflectionInfo code=OK(0)"));
+}
+
+/* Every symbol the index names is found in its own file; every import of
+ * every file is in the table. */
+static void test_reflection_index(void **state) {
+  (void)state;
+  assert_int_equal(usc_descriptor_n_files, 6);
+  for (size_t i = 0; i < usc_descriptor_n_files; i++) {
+    const usc_descriptor_file_t *f = &usc_descriptor_files[i];
+    assert_true(f->len > 0);
+    for (size_t j = 0; j < f->n_deps; j++)
+      assert_true(f->deps[j] < usc_descriptor_n_files);
+    for (size_t j = 1; j < f->n_symbols; j++)
+      assert_true(strcmp(f->symbols[j - 1], f->symbols[j]) < 0);
+  }
+  assert_int_equal(usc_descriptor_n_services, 4);
+}
+
+static void test_reflection_streams(void **state) {
+  env_t *e = *state;
+  const char *path =
+      "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+  /* Garbage ends the stream; a cancelled one is dropped; shutdown ends
+   * the others with OK. */
+  static const uint8_t garbage[] = {0x0a, 0x0a, 'x'};
+  usc_h2_call_t *bad = start_path(e, path);
+  send_bytes(e, bad, garbage, sizeof(garbage));
+  expect_error(bad, USC_GRPC_INTERNAL, NULL, NULL);
+  usc_h2_call_t *gone = start_path(e, path);
+  ask(e, gone, REQ_CASE(LIST_SERVICES), "");
+  cancel(e, gone);
+  usc_h2_call_t *open = start_path(e, path);
+  usc_h2_call_t *idle = start_path(e, path);
+  ask(e, open, REQ_CASE(LIST_SERVICES), "");
+  open->fail_sends = 1;
+  pb_refl_req_t req = GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
+  send_request(e, open, &req);
+  expect_status(open, USC_GRPC_RESOURCE_EXHAUSTED);
+  assert_string_equal(open->message, "cannot queue a reflection response");
+  usc_dispatch_end_streams(e->dispatch);
+  expect_status(idle, USC_GRPC_OK);
+  assert_int_equal(idle->n_messages, 0);
+  expect_error(start_path(e, "/grpc.reflection.v1.ServerReflection/Info"),
+               USC_GRPC_UNIMPLEMENTED, NULL,
+               "unknown method Info for service "
+               "grpc.reflection.v1.ServerReflection");
+}
+
+/* The nth allocation failing in a reflection answer: an answer or a
+ * RESOURCE_EXHAUSTED, never a crash or a leak. */
+static void test_reflection_allocation_failures(void **state) {
+  env_t *e = *state;
+  const char *path =
+      "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+  size_t n;
+  for (n = 1; n < 100; n++) {
+    usc_h2_call_t *c = start_path(e, path);
+    if (c->finished)
+      continue;
+    pb_refl_req_t req = GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
+    req.message_request_case = REQ_CASE(FILE_CONTAINING_SYMBOL);
+    req.file_containing_symbol = SERVICE;
+    size_t len = protobuf_c_message_get_packed_size(&req.base);
+    uint8_t buf[256];
+    assert_true(len <= sizeof(buf));
+    protobuf_c_message_pack(&req.base, buf);
+    usc_alloc_fail_at(n);
+    send_bytes(e, c, buf, len);
+    size_t made = usc_alloc_fail_at(0);
+    if (!c->finished) {
+      assert_int_equal(c->n_messages, 1);
+      half_close(e, c);
+      if (made < n)
+        break;
+    } else if (c->status != USC_GRPC_INTERNAL) {
+      expect_status(c, USC_GRPC_RESOURCE_EXHAUSTED);
+    }
+  }
+  assert_true(n < 100);
+}
+
 /* ---- convert ---- */
 
 static const char *const SOURCE[] = {EXT};
@@ -1511,6 +1906,16 @@ int main(void) {
       ENV_TEST(test_rpc_log_line),
       ENV_TEST(test_steady_state_allocates_nothing),
       ENV_TEST(test_allocation_failures),
+      ENV_TEST(test_health_check),
+      ENV_TEST(test_health_check_two_requests),
+      ENV_TEST(test_health_list),
+      ENV_TEST(test_health_watch_shutdown),
+      ENV_TEST(test_health_watch_send_failure),
+      ENV_TEST(test_reflection_v1),
+      ENV_TEST(test_reflection_v1alpha),
+      cmocka_unit_test(test_reflection_index),
+      ENV_TEST(test_reflection_streams),
+      ENV_TEST(test_reflection_allocation_failures),
       cmocka_unit_test(test_convert_uapi_zero),
       cmocka_unit_test(test_convert_optional_fields),
       cmocka_unit_test(test_convert_field_mask),

@@ -42,6 +42,9 @@ struct rpc {
   bool retried_auth;
   bool fetching;
   bool headers_sent;
+  bool in_streams;           /* in the dispatcher's streams list (services.c) */
+  int health_index;          /* a health Watch: the known service, or -1 */
+  int health_sent;           /* the status it last sent */
   const char *authorization; /* the value sent upstream (arena), or NULL */
   char fetch_path[USC_XLATE_PATH_MAX];
 };
@@ -58,6 +61,10 @@ struct usc_dispatch {
   native_t native;
   breaker_t breaker;
   poller_t *pollers;
+  /* Health Watch and reflection streams (services.c). */
+  rpc_t *streams;
+  bool not_serving;   /* shutting down: every service is NOT_SERVING */
+  bool upstream_down; /* uapi backend: the upstream could not be reached */
   void (*on_closed)(void *);
   void *closed_user;
 };
@@ -72,6 +79,30 @@ void rpc_reply(rpc_t *rpc, const ProtobufCMessage *message);
 void rpc_conclude(rpc_t *rpc, const outcome_t *out);
 /* Sends the response headers of a stream before its first message. */
 void rpc_open_stream(rpc_t *rpc);
+/* Queues one message of a stream (NULL: out of memory). Returns 0 or a
+ * USC_ERR_*; the call goes on either way. */
+int rpc_send(rpc_t *rpc, const ProtobufCMessage *message);
+
+/* ---- the standard services (services.c) ---- */
+
+/* The method of a service other than PhoneCallService at "svc/method";
+ * *known_service tells whether the service exists. */
+const method_t *service_method_find(const char *service, size_t service_len,
+                                    const char *method, size_t method_len,
+                                    bool *known_service);
+/* A health call whose one request message is in; a reflection request
+ * message. Both use the shared arena. */
+void services_run(rpc_t *rpc, const uint8_t *request, size_t len);
+void reflection_message(rpc_t *rpc, const uint8_t *request, size_t len);
+/* The streams list: what usc_dispatch_end_streams ends and on_cancel
+ * drops. */
+void stream_link(rpc_t *rpc);
+void stream_unlink(rpc_t *rpc);
+/* Sends every health watcher whose status changed its new status. */
+void health_notify(usc_dispatch_t *d);
+/* The outcome of an exchange with the upstream: whether it answered at
+ * all (uapi backend: PhoneCallService's health). */
+void health_upstream(usc_dispatch_t *d, bool reachable);
 
 /* Serves a decoded request from the native engine. */
 void serve_native(rpc_t *rpc, const ProtobufCMessage *msg);

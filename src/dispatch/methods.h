@@ -21,6 +21,11 @@ typedef enum {
   KIND_HANGUP,
   KIND_ACTION,
   KIND_WATCH,
+  /* The standard services (services.c), answered by the sidecar itself. */
+  KIND_HEALTH_CHECK,
+  KIND_HEALTH_WATCH,
+  KIND_HEALTH_LIST,
+  KIND_REFLECTION,
 } kind_t;
 
 typedef struct {
@@ -29,6 +34,12 @@ typedef struct {
   int sub; /* usc_state_create_kind_t or usc_state_action_kind_t */
   const ProtobufCMessageDescriptor *request;
 } method_t;
+
+/* Whether `m` takes a stream of request messages, each answered as it
+ * comes; the others take exactly one request message. */
+static inline bool method_client_stream(const method_t *m) {
+  return m->kind == KIND_REFLECTION;
+}
 
 extern const method_t methods[];
 extern const size_t n_methods;

@@ -86,6 +86,10 @@ void mirror_answer(usc_dispatch_t *d, const method_t *m,
     put(d, &owner, (const void *)response);
     break;
   case KIND_WATCH:
+  case KIND_HEALTH_CHECK: /* not PhoneCallService's (services.c) */
+  case KIND_HEALTH_WATCH:
+  case KIND_HEALTH_LIST:
+  case KIND_REFLECTION:
     break;
   }
   arena_reset(&d->arena);

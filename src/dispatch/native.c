@@ -231,5 +231,12 @@ void native_serve(const native_t *native, const method_t *m,
     outcome_error(out, USC_GRPC_INTERNAL, NULL,
                   "WatchPhoneCalls is a stream, not a unary call");
     break;
+  case KIND_HEALTH_CHECK: /* served by services.c */
+  case KIND_HEALTH_WATCH:
+  case KIND_HEALTH_LIST:
+  case KIND_REFLECTION:
+    outcome_error(out, USC_GRPC_INTERNAL, NULL,
+                  "not a PhoneCallService method");
+    break;
   }
 }

@@ -212,6 +212,10 @@ static void take_answer(poller_t *p, const usc_upstream_result_t *r) {
 static void on_polled(void *user, const usc_upstream_result_t *r) {
   poller_t *p = user;
   p->request = NULL;
+  if (r->error == USC_UPSTREAM_CONNECT_FAILED)
+    health_upstream(p->dispatch, false);
+  else if (r->error == USC_UPSTREAM_OK)
+    health_upstream(p->dispatch, true);
   if (r->error == USC_UPSTREAM_OK)
     take_answer(p, r);
   arena_reset(&p->arena);

@@ -230,6 +230,10 @@ static bool retry_with_fresh_token(rpc_t *rpc, int status) {
 static void on_upstream_done(void *user, const usc_upstream_result_t *r) {
   rpc_t *rpc = user;
   rpc->upstream = NULL;
+  if (r->error == USC_UPSTREAM_CONNECT_FAILED)
+    health_upstream(rpc->dispatch, false);
+  else if (r->error == USC_UPSTREAM_OK)
+    health_upstream(rpc->dispatch, true);
   if (r->error == USC_UPSTREAM_CONNECT_FAILED && is_auto(rpc)) {
     record(rpc, false);
     rpc->backend = "native";

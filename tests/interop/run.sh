@@ -91,10 +91,11 @@ run_suite() {
   total_passed=$((total_passed + p)) total_failed=$((total_failed + f))
 }
 
-for suite in ${USC_INTEROP_SUITES:-python wire node cpp}; do
+for suite in ${USC_INTEROP_SUITES:-python wire services node cpp}; do
   case $suite in
     python) run_suite python /usr/bin/python3 tests/interop/python/test_interop.py ;;
     wire) run_suite wire /usr/bin/python3 tests/interop/python/test_wire.py ;;
+    services) run_suite services /usr/bin/python3 tests/interop/python/test_services.py ;;
     node) run_suite node tests/interop/node/run.sh ;;
     cpp) run_suite cpp tests/interop/cpp/run.sh "$bin" ;;
     *) echo "unknown suite $suite"; total_failed=$((total_failed + 1)) ;;
