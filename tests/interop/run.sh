@@ -11,7 +11,7 @@
 # usage: tests/interop/run.sh [BINARY]     (default bazel-bin/src/uapi-sidecar)
 # Env:   USC_SIDECAR_WRAPPER  put in front of every sidecar command line,
 #                             e.g. "valgrind --leak-check=full --error-exitcode=99"
-#        USC_INTEROP_SUITES   the suites to run (default "python wire node cpp")
+#        USC_INTEROP_SUITES   the suites to run (default "python wire services node cpp")
 #        USC_INTEROP_MODE     native (default): each sidecar serves from its
 #                             native engine; pair: each "sidecar" is a pair
 #                             (tests/interop/pair.sh): the translation backend
