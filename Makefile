@@ -9,7 +9,8 @@ BAZEL ?= bazel
 # Debian packages the build and the tests use.
 PACKAGES := bazel-bootstrap gcc g++ make libnghttp2-dev libuv1-dev \
 	libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev \
-	libcmocka-dev libcurl4-openssl-dev libjson-c-dev libgrpc++-dev \
+	libcmocka-dev libcurl4-openssl-dev libjson-c-dev libhttp-parser-dev \
+	zlib1g-dev libgrpc++-dev \
 	protobuf-compiler-grpc python3-grpcio python3-protobuf python3-h2 \
 	valgrind clang-format
 

@@ -87,6 +87,8 @@ def main():
         results.append(("build", (0, 1)))
     else:
         results.append(("interop", suite(["tests/interop/run.sh", plain])))
+        results.append(("deploy manifests and image",
+                        suite(["tests/deploy/run.sh", plain])))
         results.append(("translation backend",
                         suite(["tests/uapi/run.sh", plain])))
         pair = dict(os.environ, USC_INTEROP_MODE="pair")
