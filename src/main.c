@@ -30,7 +30,9 @@ typedef struct {
   usc_xlate_status_map_t *status_map;
   usc_dispatch_t *dispatch;
   usc_h2_server_t *server;
-  usc_admin_server_t *rest; /* the UAPI REST facade, or NULL */
+  usc_admin_server_t *rest;  /* the UAPI REST facade, or NULL */
+  usc_admin_server_t *admin; /* /metrics, /healthz, /readyz */
+  usc_metrics_t *metrics;
   uv_signal_t sigterm;
   uv_signal_t sigint;
   uv_timer_t drain_timer;
@@ -54,6 +56,7 @@ static void on_dispatch_closed(void *user) {
   if (app->upstream != NULL)
     usc_upstream_close(app->upstream, NULL, NULL);
   usc_xlate_status_map_free(app->status_map);
+  usc_metrics_free(app->metrics);
   usc_state_free(app->state);
   app->state = NULL;
   uv_close((uv_handle_t *)&app->sigterm, NULL);
@@ -61,9 +64,14 @@ static void on_dispatch_closed(void *user) {
   uv_close((uv_handle_t *)&app->drain_timer, NULL);
 }
 
-static void on_rest_closed(void *user) {
+static void on_admin_closed(void *user) {
   sidecar_t *app = user;
   usc_dispatch_close(app->dispatch, on_dispatch_closed, app);
+}
+
+static void on_rest_closed(void *user) {
+  sidecar_t *app = user;
+  usc_admin_server_close(app->admin, on_admin_closed, app);
 }
 
 static void on_server_closed(void *user) {
@@ -126,6 +134,7 @@ static int start_engine(sidecar_t *app) {
       .breaker_failures = c->breaker_failures,
       .breaker_open_ms = (uint64_t)(c->breaker_open_ns / 1000000),
       .watch_poll_ms = (uint64_t)(c->watch_poll_ns / 1000000),
+      .metrics = app->metrics,
   };
   if (usc_state_new(&engine, &app->state) != 0)
     return USC_ERR_NOMEM;
@@ -214,12 +223,27 @@ static int start_upstream(sidecar_t *app) {
   return start_creds(app);
 }
 
+/* Smaller responses are not worth the CPU of compressing them. */
+#define GZIP_MIN_RESPONSE_SIZE 1024
+
+static uint64_t ms(int64_t ns) { return (uint64_t)(ns / 1000000); }
+
 static int start_server(sidecar_t *app) {
   usc_h2_server_config_t server = {
       .handler = usc_dispatch_handler(),
       .user = app->dispatch,
       .max_recv_message_size = app->config.max_recv_message_size,
       .max_concurrent_streams = app->config.max_concurrent_streams,
+      .gzip_min_response_size = GZIP_MIN_RESPONSE_SIZE,
+      .max_connections = app->config.max_connections,
+      .max_header_list_size = app->config.max_header_list_size,
+      .max_connection_idle_ms = ms(app->config.max_connection_idle_ns),
+      .max_connection_age_ms = ms(app->config.max_connection_age_ns),
+      .max_connection_age_grace_ms =
+          ms(app->config.max_connection_age_grace_ns),
+      .keepalive_time_ms = ms(app->config.keepalive_time_ns),
+      .keepalive_timeout_ms = ms(app->config.keepalive_timeout_ns),
+      .keepalive_min_time_ms = ms(app->config.keepalive_min_time_ns),
   };
   char error[512];
   if (usc_h2_server_start(&app->loop, &server, app->config.listen_host,
@@ -254,6 +278,77 @@ static int start_rest(sidecar_t *app) {
   }
   usc_log(USC_LOG_INFO, "rest-facade serving", "address=%s",
           usc_admin_server_address(app->rest));
+  return 0;
+}
+
+/* ---- the admin endpoint: metrics and probes ---- */
+
+static void respond_text(usc_admin_req_t *req, int status, const char *text) {
+  usc_admin_respond(req, status, "text/plain; charset=utf-8", NULL, 0, text,
+                    strlen(text));
+}
+
+static void serve_metrics(sidecar_t *app, usc_admin_req_t *req) {
+  usc_metrics_gauges_t gauges = {
+      .breaker_state = usc_dispatch_breaker_state(app->dispatch),
+      .engine_calls = usc_state_call_count(app->state),
+      .open_connections = usc_h2_server_connections(app->server),
+      .open_streams = usc_h2_server_active_calls(app->server),
+  };
+  char *text;
+  size_t len;
+  if (usc_metrics_render(app->metrics, &gauges, &text, &len) != 0) {
+    respond_text(req, 500, "cannot render the metrics\n");
+    return;
+  }
+  usc_admin_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
+                    0, text, len);
+  usc_free(text);
+}
+
+/* /healthz: the process answers. /readyz: it should get traffic (not
+ * draining, and in front of UAPI the upstream is reachable). */
+static void on_admin_request(void *user, usc_admin_req_t *req,
+                             const usc_admin_request_t *request) {
+  sidecar_t *app = user;
+  const char *path = request->target;
+  size_t path_len = strcspn(path, "?");
+  bool get = strcmp(request->method, "GET") == 0 ||
+             strcmp(request->method, "HEAD") == 0;
+  if (!get)
+    respond_text(req, 405, "use GET\n");
+  else if (path_len == 8 && strncmp(path, "/metrics", 8) == 0)
+    serve_metrics(app, req);
+  else if (path_len == 8 && strncmp(path, "/healthz", 8) == 0)
+    respond_text(req, 200, "ok\n");
+  else if (path_len == 7 && strncmp(path, "/readyz", 7) == 0)
+    respond_text(req, usc_dispatch_ready(app->dispatch) ? 200 : 503,
+                 usc_dispatch_ready(app->dispatch) ? "ready\n" : "not ready\n");
+  else
+    respond_text(req, 404, "not found: try /metrics, /healthz or /readyz\n");
+}
+
+static void on_admin_cancel(void *user, usc_admin_req_t *req) {
+  (void)user;
+  (void)req;
+}
+
+static const usc_admin_handler_t admin_handler = {
+    .on_request = on_admin_request,
+    .on_cancel = on_admin_cancel,
+};
+
+static int start_admin(sidecar_t *app) {
+  usc_admin_config_t admin = {.handler = &admin_handler, .user = app};
+  char error[512];
+  if (usc_admin_server_start(&app->loop, &admin, app->config.admin_host,
+                             app->config.admin_port, &app->admin, error,
+                             sizeof(error)) != 0) {
+    usc_log(USC_LOG_ERROR, "cannot start", "--admin-listen: %s", error);
+    return USC_ERR_IO;
+  }
+  usc_log(USC_LOG_INFO, "admin serving", "address=%s",
+          usc_admin_server_address(app->admin));
   return 0;
 }
 
@@ -292,8 +387,9 @@ int main(int argc, char **argv) {
   usc_log_init(app.config.log_format, app.config.log_level, NULL);
   uv_loop_init(&app.loop);
   signal(SIGPIPE, SIG_IGN);
-  if (start_upstream(&app) != 0 || start_engine(&app) != 0 ||
-      start_server(&app) != 0 || start_rest(&app) != 0)
+  if (usc_metrics_new(&app.metrics) != 0 || start_upstream(&app) != 0 ||
+      start_engine(&app) != 0 || start_server(&app) != 0 ||
+      start_rest(&app) != 0 || start_admin(&app) != 0)
     return 1;
   start_signals(&app);
   uv_run(&app.loop, UV_RUN_DEFAULT);

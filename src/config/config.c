@@ -9,6 +9,8 @@
 #define ENV_PREFIX "UAPI_SIDECAR_"
 #define MS_MAX 3600000 /* an hour: the cap for every duration flag */
 #define INT31_MAX 2147483647u
+/* Connection lifetimes and keepalive may be long: up to 30 days. */
+#define CONN_MS_MAX 2592000000u
 
 /* Flags that take a value, in the order their values are checked. */
 enum {
@@ -36,6 +38,14 @@ enum {
   F_BREAKER_OPEN_MS,
   F_WATCH_POLL_INTERVAL,
   F_REST_LISTEN,
+  F_MAX_CONNECTIONS,
+  F_MAX_HEADER_LIST_SIZE,
+  F_MAX_CONNECTION_IDLE,
+  F_MAX_CONNECTION_AGE,
+  F_MAX_CONNECTION_AGE_GRACE,
+  F_KEEPALIVE_TIME,
+  F_KEEPALIVE_TIMEOUT,
+  F_KEEPALIVE_MIN_TIME,
   F_COUNT,
 };
 
@@ -303,6 +313,74 @@ static bool apply_log_level(const char *value, usc_config_t *config, char *why,
   return true;
 }
 
+/* Bytes, or a number of KiB or MiB, in min..max. */
+static bool parse_size(const char *value, uint64_t min, uint64_t max,
+                       uint64_t *out, char *why, size_t why_cap) {
+  size_t digits = strspn(value, "0123456789");
+  const char *suffix = value + digits;
+  uint64_t unit = 1, v;
+
+  if (strcasecmp(suffix, "KiB") == 0)
+    unit = 1024;
+  else if (strcasecmp(suffix, "MiB") == 0)
+    unit = 1024 * 1024;
+  else if (*suffix != '\0')
+    digits = 0;
+  if (digits == 0) {
+    set_why(why, why_cap,
+            "is not a size in bytes (digits, optionally "
+            "followed by KiB or MiB)");
+    return false;
+  }
+  if (!parse_digits(value, digits, &v) || v > max / unit)
+    v = max / unit + 1;
+  if (!check_range(v * unit, min, max, why, why_cap))
+    return false;
+  *out = v * unit;
+  return true;
+}
+
+static bool apply_max_header_list_size(const char *value, usc_config_t *config,
+                                       char *why, size_t why_cap) {
+  uint64_t v;
+  if (!parse_size(value, 1024, 16 * 1024 * 1024, &v, why, why_cap))
+    return false;
+  config->max_header_list_size = (uint32_t)v;
+  return true;
+}
+
+static bool apply_max_connections(const char *value, usc_config_t *config,
+                                  char *why, size_t why_cap) {
+  uint64_t v;
+  if (!parse_uint(value, 0, INT31_MAX, &v, why, why_cap))
+    return false;
+  config->max_connections = (size_t)v;
+  return true;
+}
+
+/* A connection duration: min..CONN_MS_MAX milliseconds. */
+static bool apply_conn_ms(const char *value, uint64_t min, int64_t *ns,
+                          char *why, size_t why_cap) {
+  uint64_t v;
+  if (!parse_uint(value, min, CONN_MS_MAX, &v, why, why_cap))
+    return false;
+  *ns = (int64_t)v * 1000000;
+  return true;
+}
+
+#define CONN_MS_FLAG(fn, field, min)                                           \
+  static bool fn(const char *value, usc_config_t *config, char *why,           \
+                 size_t why_cap) {                                             \
+    return apply_conn_ms(value, min, &config->field, why, why_cap);            \
+  }
+
+CONN_MS_FLAG(apply_max_connection_idle, max_connection_idle_ns, 0)
+CONN_MS_FLAG(apply_max_connection_age, max_connection_age_ns, 0)
+CONN_MS_FLAG(apply_max_connection_age_grace, max_connection_age_grace_ns, 0)
+CONN_MS_FLAG(apply_keepalive_time, keepalive_time_ns, 0)
+CONN_MS_FLAG(apply_keepalive_timeout, keepalive_timeout_ns, 1)
+CONN_MS_FLAG(apply_keepalive_min_time, keepalive_min_time_ns, 0)
+
 /* Bytes, or a number of KiB or MiB. */
 static bool apply_max_recv_message_size(const char *value, usc_config_t *config,
                                         char *why, size_t why_cap) {
@@ -455,6 +533,17 @@ static const flag_t flags[F_COUNT] = {
     [F_WATCH_POLL_INTERVAL] = {"watch-poll-interval",
                                apply_watch_poll_interval},
     [F_REST_LISTEN] = {"rest-listen", apply_rest_listen},
+    [F_MAX_CONNECTIONS] = {"max-connections", apply_max_connections},
+    [F_MAX_HEADER_LIST_SIZE] = {"max-header-list-size",
+                                apply_max_header_list_size},
+    [F_MAX_CONNECTION_IDLE] = {"max-connection-idle",
+                               apply_max_connection_idle},
+    [F_MAX_CONNECTION_AGE] = {"max-connection-age", apply_max_connection_age},
+    [F_MAX_CONNECTION_AGE_GRACE] = {"max-connection-age-grace",
+                                    apply_max_connection_age_grace},
+    [F_KEEPALIVE_TIME] = {"keepalive-time", apply_keepalive_time},
+    [F_KEEPALIVE_TIMEOUT] = {"keepalive-timeout", apply_keepalive_timeout},
+    [F_KEEPALIVE_MIN_TIME] = {"keepalive-min-time", apply_keepalive_min_time},
 };
 
 static void set_defaults(usc_config_t *config) {
@@ -478,6 +567,11 @@ static void set_defaults(usc_config_t *config) {
   config->breaker_open_ns = 5000 * (int64_t)1000000;
   config->watch_poll_ns = 1000 * (int64_t)1000000;
   config->rest_port = -1;
+  config->max_connections = 1000;
+  config->max_header_list_size = 16 * 1024;
+  config->keepalive_time_ns = 7200000 * (int64_t)1000000;
+  config->keepalive_timeout_ns = 20000 * (int64_t)1000000;
+  config->keepalive_min_time_ns = 300000 * (int64_t)1000000;
 }
 
 static void fail(char *error, size_t error_cap, const char *fmt, ...)
@@ -783,6 +877,36 @@ const char *usc_config_usage(void) {
          "  --rest-listen HOST:PORT\n"
          "      also serve the native engine as UAPI REST (HTTP/1.1)\n"
          "      env UAPI_SIDECAR_REST_LISTEN, default off\n"
+         "  --max-connections N\n"
+         "      open gRPC connections at most, 0..2147483647 (0: no\n"
+         "      limit); more are accepted and closed at once\n"
+         "      env UAPI_SIDECAR_MAX_CONNECTIONS, default 1000\n"
+         "  --max-header-list-size BYTES\n"
+         "      largest request header list (HTTP/2\n"
+         "      SETTINGS_MAX_HEADER_LIST_SIZE), 1024..16777216; a KiB or\n"
+         "      MiB suffix may follow; larger requests get\n"
+         "      RESOURCE_EXHAUSTED\n"
+         "      env UAPI_SIDECAR_MAX_HEADER_LIST_SIZE, default 16384\n"
+         "  --max-connection-idle MS\n"
+         "      GOAWAY to a connection without calls for that long,\n"
+         "      0..2592000000 (0: never)\n"
+         "      env UAPI_SIDECAR_MAX_CONNECTION_IDLE, default 0\n"
+         "  --max-connection-age MS, --max-connection-age-grace MS\n"
+         "      GOAWAY to a connection that old (+-10%), then close it\n"
+         "      after the grace even with calls running, 0..2592000000\n"
+         "      (0: never / no limit)\n"
+         "      env UAPI_SIDECAR_MAX_CONNECTION_AGE, default 0;\n"
+         "      env UAPI_SIDECAR_MAX_CONNECTION_AGE_GRACE, default 0\n"
+         "  --keepalive-time MS, --keepalive-timeout MS\n"
+         "      PING a connection silent that long (0: never), and close\n"
+         "      it if the ACK takes longer than the timeout (1..)\n"
+         "      env UAPI_SIDECAR_KEEPALIVE_TIME, default 7200000;\n"
+         "      env UAPI_SIDECAR_KEEPALIVE_TIMEOUT, default 20000\n"
+         "  --keepalive-min-time MS\n"
+         "      client PINGs closer together than this (with no response\n"
+         "      data between) are strikes; the third gets GOAWAY\n"
+         "      ENHANCE_YOUR_CALM \"too_many_pings\" (0: allow any)\n"
+         "      env UAPI_SIDECAR_KEEPALIVE_MIN_TIME, default 300000\n"
          "  -h, --help\n"
          "      print this help and exit\n"
          "  --version\n"

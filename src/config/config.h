@@ -40,6 +40,16 @@ typedef struct {
   int64_t shutdown_grace_ns;       /* --shutdown-grace ms, default 10000 */
   uint32_t max_concurrent_streams; /* --max-concurrent-streams, 1000 */
 
+  /* gRPC connections (gRFC A8/A9); a duration of 0 turns its rule off. */
+  size_t max_connections;              /* --max-connections, 1000; 0 none */
+  uint32_t max_header_list_size;       /* --max-header-list-size, 16 KiB */
+  int64_t max_connection_idle_ns;      /* --max-connection-idle ms, 0 */
+  int64_t max_connection_age_ns;       /* --max-connection-age ms, 0 */
+  int64_t max_connection_age_grace_ns; /* ...-age-grace ms, 0 = no limit */
+  int64_t keepalive_time_ns;           /* --keepalive-time ms, 2 h */
+  int64_t keepalive_timeout_ns;        /* --keepalive-timeout ms, 20 s */
+  int64_t keepalive_min_time_ns;       /* --keepalive-min-time ms, 5 min */
+
   /* The translation backend. */
   int64_t upstream_timeout_ns;         /* --upstream-timeout ms, 10000 */
   size_t upstream_max_body;            /* --upstream-max-body bytes, 8 MiB */

@@ -486,6 +486,83 @@ static void test_small_error_buffer(void **state) {
                    USC_CONFIG_ERROR);
 }
 
+static void test_connection_flags_defaults(void **state) {
+  (void)state;
+  outcome_t o = parse_nothing(NULL);
+  assert_int_equal(o.result, USC_CONFIG_RUN);
+  assert_int_equal(o.config.max_connections, 1000);
+  assert_int_equal(o.config.max_header_list_size, 16384);
+  assert_int_equal(o.config.max_connection_idle_ns, 0);
+  assert_int_equal(o.config.max_connection_age_ns, 0);
+  assert_int_equal(o.config.max_connection_age_grace_ns, 0);
+  assert_int_equal(o.config.keepalive_time_ns, 7200000000000LL);
+  assert_int_equal(o.config.keepalive_timeout_ns, 20000000000LL);
+  assert_int_equal(o.config.keepalive_min_time_ns, 300000000000LL);
+}
+
+static void test_connection_flags(void **state) {
+  (void)state;
+  outcome_t o =
+      PARSE("--max-connections", "0", "--max-header-list-size", "32KiB",
+            "--max-connection-idle=1500", "--max-connection-age", "2592000000",
+            "--max-connection-age-grace=250", "--keepalive-time=0",
+            "--keepalive-timeout", "1", "--keepalive-min-time=10");
+  assert_int_equal(o.result, USC_CONFIG_RUN);
+  assert_int_equal(o.config.max_connections, 0);
+  assert_int_equal(o.config.max_header_list_size, 32768);
+  assert_int_equal(o.config.max_connection_idle_ns, 1500000000LL);
+  assert_int_equal(o.config.max_connection_age_ns, 2592000000000000LL);
+  assert_int_equal(o.config.max_connection_age_grace_ns, 250000000LL);
+  assert_int_equal(o.config.keepalive_time_ns, 0);
+  assert_int_equal(o.config.keepalive_timeout_ns, 1000000LL);
+  assert_int_equal(o.config.keepalive_min_time_ns, 10000000LL);
+
+  char *envp[] = {"UAPI_SIDECAR_MAX_CONNECTIONS=7",
+                  "UAPI_SIDECAR_MAX_HEADER_LIST_SIZE=1024",
+                  "UAPI_SIDECAR_MAX_CONNECTION_IDLE=5",
+                  "UAPI_SIDECAR_MAX_CONNECTION_AGE=6",
+                  "UAPI_SIDECAR_MAX_CONNECTION_AGE_GRACE=7",
+                  "UAPI_SIDECAR_KEEPALIVE_TIME=8",
+                  "UAPI_SIDECAR_KEEPALIVE_TIMEOUT=9",
+                  "UAPI_SIDECAR_KEEPALIVE_MIN_TIME=10",
+                  NULL};
+  o = PARSE_ENV(envp, "--keepalive-time=11");
+  assert_int_equal(o.result, USC_CONFIG_RUN);
+  assert_int_equal(o.config.max_connections, 7);
+  assert_int_equal(o.config.max_header_list_size, 1024);
+  assert_int_equal(o.config.max_connection_idle_ns, 5000000LL);
+  assert_int_equal(o.config.max_connection_age_ns, 6000000LL);
+  assert_int_equal(o.config.max_connection_age_grace_ns, 7000000LL);
+  assert_int_equal(o.config.keepalive_time_ns, 11000000LL);
+  assert_int_equal(o.config.keepalive_timeout_ns, 9000000LL);
+  assert_int_equal(o.config.keepalive_min_time_ns, 10000000LL);
+}
+
+static void test_connection_flag_errors(void **state) {
+  (void)state;
+  expect_error(PARSE("--max-connections=-1"),
+               "--max-connections: '-1' is not a non-negative integer");
+  expect_error(PARSE("--max-connections=2147483648"),
+               "--max-connections: '2147483648' is not in 0..2147483647");
+  expect_error(PARSE("--max-header-list-size=1023"),
+               "--max-header-list-size: '1023' is not in 1024..16777216");
+  expect_error(PARSE("--max-header-list-size=17MiB"),
+               "--max-header-list-size: '17MiB' is not in 1024..16777216");
+  expect_error(PARSE("--max-header-list-size=1k"),
+               "--max-header-list-size: '1k' is not a size in bytes (digits, "
+               "optionally followed by KiB or MiB)");
+  expect_error(PARSE("--max-connection-idle=2592000001"),
+               "--max-connection-idle: '2592000001' is not in 0..2592000000");
+  expect_error(PARSE("--max-connection-age=1s"),
+               "--max-connection-age: '1s' is not a non-negative integer");
+  expect_error(PARSE("--keepalive-timeout=0"),
+               "--keepalive-timeout: '0' is not a positive integer");
+  char *envp[] = {"UAPI_SIDECAR_KEEPALIVE_MIN_TIME=x", NULL};
+  expect_error(parse_nothing(envp),
+               "UAPI_SIDECAR_KEEPALIVE_MIN_TIME: 'x' is not a non-negative "
+               "integer");
+}
+
 static void test_usage_lists_every_flag(void **state) {
   (void)state;
   const char *usage = usc_config_usage();
@@ -512,6 +589,20 @@ static void test_usage_lists_every_flag(void **state) {
       "UAPI_SIDECAR_SHUTDOWN_GRACE, default 10000",
       "--max-concurrent-streams N",
       "UAPI_SIDECAR_MAX_CONCURRENT_STREAMS, default 1000",
+      "--max-connections N",
+      "UAPI_SIDECAR_MAX_CONNECTIONS, default 1000",
+      "--max-header-list-size BYTES",
+      "UAPI_SIDECAR_MAX_HEADER_LIST_SIZE, default 16384",
+      "--max-connection-idle MS",
+      "UAPI_SIDECAR_MAX_CONNECTION_IDLE, default 0",
+      "--max-connection-age MS, --max-connection-age-grace MS",
+      "UAPI_SIDECAR_MAX_CONNECTION_AGE, default 0",
+      "UAPI_SIDECAR_MAX_CONNECTION_AGE_GRACE, default 0",
+      "--keepalive-time MS, --keepalive-timeout MS",
+      "UAPI_SIDECAR_KEEPALIVE_TIME, default 7200000",
+      "UAPI_SIDECAR_KEEPALIVE_TIMEOUT, default 20000",
+      "--keepalive-min-time MS",
+      "UAPI_SIDECAR_KEEPALIVE_MIN_TIME, default 300000",
       "-h, --help",
       "--version",
   };
@@ -630,6 +721,9 @@ int main(void) {
       cmocka_unit_test(test_error_shows_control_characters_safely),
       cmocka_unit_test(test_config_untouched_on_error),
       cmocka_unit_test(test_small_error_buffer),
+      cmocka_unit_test(test_connection_flags_defaults),
+      cmocka_unit_test(test_connection_flags),
+      cmocka_unit_test(test_connection_flag_errors),
       cmocka_unit_test(test_usage_lists_every_flag),
       cmocka_unit_test(test_usage_lines_fit_a_terminal),
       cmocka_unit_test(test_version),

@@ -37,11 +37,24 @@ static void rpc_release(rpc_t *rpc) {
   d->free_rpcs = rpc;
 }
 
+static usc_metrics_rpc_type_t rpc_type(const method_t *m) {
+  if (method_client_stream(m))
+    return USC_METRICS_BIDI_STREAM;
+  if (m->kind == KIND_WATCH || m->kind == KIND_HEALTH_WATCH)
+    return USC_METRICS_SERVER_STREAM;
+  return USC_METRICS_UNARY;
+}
+
+/* Every call ends here, whichever way: the log line and the metrics. */
 static void rpc_log(const rpc_t *rpc, usc_grpc_status_t status) {
+  int64_t duration = (int64_t)(mono_ns() - rpc->start_ns);
+  usc_metrics_rpc_handled(rpc->dispatch->config.metrics, rpc_type(rpc->method),
+                          rpc->service, rpc->method_name, (int)status,
+                          duration);
   usc_log_rpc_t line = {
       .method = rpc->path,
       .grpc_code = (int)status,
-      .duration_ns = (int64_t)(mono_ns() - rpc->start_ns),
+      .duration_ns = duration,
       .backend = rpc->backend,
       .peer = usc_h2_call_peer(rpc->call),
       .request_id = usc_h2_call_header(rpc->call, "x-request-id"),
@@ -240,6 +253,22 @@ void usc_dispatch_end_streams(usc_dispatch_t *d) {
   }
 }
 
+bool usc_dispatch_ready(const usc_dispatch_t *d) {
+  return !d->not_serving &&
+         !(d->config.backend == USC_BACKEND_UAPI && d->upstream_down);
+}
+
+usc_metrics_breaker_t usc_dispatch_breaker_state(const usc_dispatch_t *d) {
+  switch (d->breaker.state) {
+  case BREAKER_OPEN:
+    return USC_METRICS_BREAKER_OPEN;
+  case BREAKER_HALF_OPEN:
+    return USC_METRICS_BREAKER_HALF_OPEN;
+  default:
+    return USC_METRICS_BREAKER_CLOSED;
+  }
+}
+
 void usc_dispatch_set_serving(usc_dispatch_t *d, bool serving) {
   d->not_serving = !serving;
   health_notify(d);
@@ -361,6 +390,14 @@ static void on_start(void *user, usc_h2_call_t *call, const char *path,
   rpc->start_ns = mono_ns();
   rpc->health_index = -1;
   snprintf(rpc->path, sizeof(rpc->path), "%.*s", (int)len, path);
+  const char *slash = strchr(rpc->path + 1, '/');
+  int service_len = slash != NULL ? (int)(slash - rpc->path - 1) : 0;
+  snprintf(rpc->service, sizeof(rpc->service), "%.*s", service_len,
+           rpc->path + 1);
+  snprintf(rpc->method_name, sizeof(rpc->method_name), "%s",
+           slash != NULL ? slash + 1 : "");
+  usc_metrics_rpc_started(d->config.metrics, rpc_type(method), rpc->service,
+                          rpc->method_name);
   usc_h2_call_set_user(call, rpc);
   /* A stream of requests is live from the start: shutdown ends it. */
   if (method_client_stream(method))

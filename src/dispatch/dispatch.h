@@ -16,6 +16,7 @@
 #include "src/config/config.h"
 #include "src/creds/creds.h"
 #include "src/h2/h2.h"
+#include "src/log/log.h"
 #include "src/state/state.h"
 #include "src/upstream/upstream.h"
 #include "src/xlate/xlate.h"
@@ -39,6 +40,7 @@ typedef struct {
   uint32_t breaker_failures;
   uint64_t breaker_open_ms;
   uint64_t watch_poll_ms;
+  usc_metrics_t *metrics; /* borrowed; NULL: not counted */
 } usc_dispatch_config_t;
 
 /* Returns 0 or USC_ERR_NOMEM; *out written on success. */
@@ -57,6 +59,12 @@ usc_admin_refusal_fn usc_dispatch_rest_refusal(void);
 
 /* What health checks report: with `serving` false (at the start of a
  * shutdown) every service is NOT_SERVING, and health watchers are told. */
+/* For /readyz: whether the service reports SERVING to health checks. */
+bool usc_dispatch_ready(const usc_dispatch_t *dispatch);
+
+/* For /metrics: the auto backend's circuit state. */
+usc_metrics_breaker_t usc_dispatch_breaker_state(const usc_dispatch_t *d);
+
 void usc_dispatch_set_serving(usc_dispatch_t *dispatch, bool serving);
 
 /* Ends every open WatchPhoneCalls, health Watch and reflection stream with

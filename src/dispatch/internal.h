@@ -20,6 +20,8 @@ struct rpc {
   usc_h2_call_t *call;
   const method_t *method;
   char path[128];
+  char service[96]; /* the path's parts, for metrics labels */
+  char method_name[48];
   uint64_t start_ns;
   uint8_t *request; /* the raw request message, kept until half-close */
   size_t request_len;
@@ -36,6 +38,7 @@ struct rpc {
   const ProtobufCMessage *msg;
   usc_xlate_rpc_t xrpc;
   usc_upstream_req_t *upstream;
+  const char *http_method; /* of the request in flight: static */
   usc_creds_waiter_t creds_wait;
   bool waiting_creds;
   bool probe;

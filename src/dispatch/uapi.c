@@ -65,6 +65,7 @@ static void send_upstream(rpc_t *rpc, const char *http_method,
                           const char *target, const char *body,
                           size_t body_len) {
   usc_upstream_header_t headers[MAX_HEADERS];
+  rpc->http_method = http_method;
   usc_upstream_request_t req = {
       .method = method_of(http_method),
       .path = target,
@@ -229,13 +230,18 @@ static bool retry_with_fresh_token(rpc_t *rpc, int status) {
 
 static void on_upstream_done(void *user, const usc_upstream_result_t *r) {
   rpc_t *rpc = user;
+  usc_metrics_t *metrics = rpc->dispatch->config.metrics;
   rpc->upstream = NULL;
+  usc_metrics_upstream(metrics, rpc->http_method,
+                       r->error == USC_UPSTREAM_OK ? r->status : 0,
+                       (int64_t)r->elapsed_ms * 1000000);
   if (r->error == USC_UPSTREAM_CONNECT_FAILED)
     health_upstream(rpc->dispatch, false);
   else if (r->error == USC_UPSTREAM_OK)
     health_upstream(rpc->dispatch, true);
   if (r->error == USC_UPSTREAM_CONNECT_FAILED && is_auto(rpc)) {
     record(rpc, false);
+    usc_metrics_fallback(metrics);
     rpc->backend = "native";
     serve_native(rpc, rpc->msg);
     return;
@@ -268,6 +274,7 @@ void uapi_serve(rpc_t *rpc, const ProtobufCMessage *msg) {
   if (d->config.backend == USC_BACKEND_AUTO)
     upstream = breaker_allow(&d->breaker, loop_now(rpc), &rpc->probe);
   if (!upstream) {
+    usc_metrics_fallback(d->config.metrics);
     rpc->backend = "native";
     serve_native(rpc, msg);
     return;

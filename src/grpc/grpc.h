@@ -109,4 +109,32 @@ size_t usc_grpc_status_details_bin(usc_grpc_status_t code, const char *message,
 size_t usc_grpc_base64_encode(const uint8_t *in, size_t len, char *out,
                               size_t cap);
 
+/* ---- compression (gRPC compression spec: "gzip" message encoding) ----
+ * gzip.c; links -lz. */
+
+/* True when a grpc-accept-encoding (or grpc-encoding) value, a
+ * comma-separated list of names (spaces around them ignored, names
+ * compared case-insensitively), names `name`, e.g. "gzip". */
+bool usc_grpc_encoding_listed(const char *value, size_t len, const char *name);
+
+/* Inflates the gzip data `in` (exactly one gzip member, nothing after
+ * it) into *buf, a usc_malloc'd buffer of *buf_cap bytes (NULL and 0 at
+ * first) that is grown as needed and kept for the next call; the caller
+ * frees it. Output is never more than `max_out` bytes and *buf never grows
+ * past max_out (plus a small minimum), so a "zip bomb" costs at most
+ * that. Returns 0 with *out_len set, USC_ERR_TOO_LARGE (the data inflates
+ * to more than max_out), USC_ERR_INVALID (not gzip, corrupt, truncated,
+ * or trailing bytes) or USC_ERR_NOMEM. */
+int usc_grpc_gunzip(const uint8_t *in, size_t in_len, size_t max_out,
+                    uint8_t **buf, size_t *buf_cap, size_t *out_len);
+
+/* The most bytes usc_grpc_gzip can write for `len` input bytes. */
+size_t usc_grpc_gzip_bound(size_t len);
+
+/* Compresses `in` into one gzip member in `out` (`cap` bytes; with
+ * usc_grpc_gzip_bound(len) it always fits). Returns 0 with *out_len set,
+ * USC_ERR_TOO_LARGE (does not fit in cap) or USC_ERR_NOMEM. */
+int usc_grpc_gzip(const uint8_t *in, size_t len, uint8_t *out, size_t cap,
+                  size_t *out_len);
+
 #endif

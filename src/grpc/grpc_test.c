@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "src/base/base.h"
@@ -926,9 +927,165 @@ static void test_status_details_cap(void **state) {
   assert_string_equal(exact, "");
 }
 
+/* ---- gzip ---- */
+
+static void test_encoding_listed(void **state) {
+  (void)state;
+  const char *v = "identity, deflate,gzip ";
+  assert_true(usc_grpc_encoding_listed(v, strlen(v), "gzip"));
+  assert_true(usc_grpc_encoding_listed(v, strlen(v), "identity"));
+  assert_true(usc_grpc_encoding_listed(v, strlen(v), "deflate"));
+  assert_false(usc_grpc_encoding_listed(v, strlen(v), "snappy"));
+  assert_true(usc_grpc_encoding_listed("GZIP", 4, "gzip"));
+  assert_false(usc_grpc_encoding_listed("gzipx", 5, "gzip"));
+  assert_false(usc_grpc_encoding_listed("", 0, "gzip"));
+  assert_false(usc_grpc_encoding_listed("gzip", 3, "gzip"));
+  assert_true(usc_grpc_encoding_listed(",,gzip,", 7, "gzip"));
+}
+
+static uint8_t *gz(const uint8_t *in, size_t len, size_t *out_len) {
+  size_t cap = usc_grpc_gzip_bound(len);
+  uint8_t *out = malloc(cap);
+  assert_non_null(out);
+  assert_int_equal(usc_grpc_gzip(in, len, out, cap, out_len), 0);
+  assert_true(*out_len <= cap);
+  return out;
+}
+
+static void test_gzip_round_trips(void **state) {
+  (void)state;
+  size_t sizes[] = {0, 1, 100, 4096, 100000, 1 << 20};
+  uint8_t *buf = NULL;
+  size_t buf_cap = 0;
+  for (size_t k = 0; k < USC_ARRAY_LEN(sizes); k++) {
+    size_t n = sizes[k];
+    uint8_t *in = malloc(n + 1);
+    /* Half text-like, half noise: both kinds of block. */
+    uint32_t x = 12345;
+    for (size_t i = 0; i < n; i++) {
+      x = x * 1103515245u + 12345u;
+      in[i] = i < n / 2 ? (uint8_t)("abcab"[i % 5]) : (uint8_t)(x >> 24);
+    }
+    size_t zlen = 0, out_len = 99;
+    uint8_t *z = gz(in, n, &zlen);
+    assert_true(zlen >= 18);
+    assert_int_equal(z[0], 0x1f); /* the gzip magic */
+    assert_int_equal(z[1], 0x8b);
+    assert_int_equal(usc_grpc_gunzip(z, zlen, n, &buf, &buf_cap, &out_len), 0);
+    assert_int_equal(out_len, n);
+    if (n > 0)
+      assert_memory_equal(buf, in, n);
+    assert_true(buf_cap <= (n > 0 ? n : 1) || buf_cap <= 4096);
+    free(z);
+    free(in);
+  }
+  usc_free(buf);
+}
+
+static void test_gzip_too_small_cap(void **state) {
+  (void)state;
+  uint8_t in[64] = {0};
+  uint8_t out[8];
+  size_t n;
+  assert_int_equal(usc_grpc_gzip(in, sizeof(in), out, sizeof(out), &n),
+                   USC_ERR_TOO_LARGE);
+}
+
+/* 64 MiB of zeros is a 64 KiB gzip: with a 1 MiB limit, inflating stops
+ * there and the buffer never grows past the limit. */
+static void test_gunzip_bomb(void **state) {
+  (void)state;
+  size_t big = 64u << 20;
+  uint8_t *zeros = calloc(1, big);
+  assert_non_null(zeros);
+  size_t zlen;
+  uint8_t *z = gz(zeros, big, &zlen);
+  free(zeros);
+  assert_true(zlen < big / 100);
+  uint8_t *buf = NULL;
+  size_t cap = 0, out_len = 0;
+  assert_int_equal(usc_grpc_gunzip(z, zlen, 1 << 20, &buf, &cap, &out_len),
+                   USC_ERR_TOO_LARGE);
+  assert_true(cap <= (1u << 20));
+  /* Exactly at the limit is fine; one byte under is not. */
+  uint8_t small[1000];
+  memset(small, 7, sizeof(small));
+  free(z);
+  z = gz(small, sizeof(small), &zlen);
+  assert_int_equal(usc_grpc_gunzip(z, zlen, 1000, &buf, &cap, &out_len), 0);
+  assert_int_equal(out_len, 1000);
+  assert_int_equal(usc_grpc_gunzip(z, zlen, 999, &buf, &cap, &out_len),
+                   USC_ERR_TOO_LARGE);
+  assert_int_equal(usc_grpc_gunzip(z, zlen, 0, &buf, &cap, &out_len),
+                   USC_ERR_TOO_LARGE);
+  free(z);
+  usc_free(buf);
+}
+
+static void test_gunzip_corrupt(void **state) {
+  (void)state;
+  uint8_t text[3000];
+  for (size_t i = 0; i < sizeof(text); i++)
+    text[i] = (uint8_t)("hello gzip "[i % 11]);
+  size_t zlen;
+  uint8_t *z = gz(text, sizeof(text), &zlen);
+  uint8_t *buf = NULL;
+  size_t cap = 0, out_len = 0;
+  /* Truncated anywhere. */
+  for (size_t cut = 0; cut < zlen; cut += 3)
+    assert_int_equal(usc_grpc_gunzip(z, cut, 1 << 20, &buf, &cap, &out_len),
+                     USC_ERR_INVALID);
+  /* A flipped byte in the body or the CRC. */
+  uint8_t *bad = malloc(zlen + 1);
+  memcpy(bad, z, zlen);
+  bad[zlen - 6] ^= 0x55;
+  assert_int_equal(usc_grpc_gunzip(bad, zlen, 1 << 20, &buf, &cap, &out_len),
+                   USC_ERR_INVALID);
+  /* Trailing garbage after the member. */
+  memcpy(bad, z, zlen);
+  bad[zlen] = 0;
+  assert_int_equal(
+      usc_grpc_gunzip(bad, zlen + 1, 1 << 20, &buf, &cap, &out_len),
+      USC_ERR_INVALID);
+  /* Not gzip at all (a zlib stream, plain text). */
+  assert_int_equal(usc_grpc_gunzip((const uint8_t *)"\x78\x9c\x03\x00", 4,
+                                   1 << 20, &buf, &cap, &out_len),
+                   USC_ERR_INVALID);
+  assert_int_equal(usc_grpc_gunzip(text, 100, 1 << 20, &buf, &cap, &out_len),
+                   USC_ERR_INVALID);
+  free(bad);
+  free(z);
+  usc_free(buf);
+}
+
+static void test_gunzip_nomem(void **state) {
+  (void)state;
+  uint8_t text[100] = {1, 2, 3};
+  size_t zlen;
+  uint8_t *z = gz(text, sizeof(text), &zlen);
+  uint8_t *buf = NULL;
+  size_t cap = 0, out_len = 0;
+  for (size_t nth = 1; nth < 8; nth++) {
+    usc_alloc_fail_at(nth);
+    int rc = usc_grpc_gunzip(z, zlen, 1 << 20, &buf, &cap, &out_len);
+    usc_alloc_fail_at(0);
+    assert_true(rc == 0 || rc == USC_ERR_NOMEM);
+  }
+  assert_int_equal(usc_grpc_gunzip(z, zlen, 1 << 20, &buf, &cap, &out_len), 0);
+  assert_int_equal(out_len, sizeof(text));
+  free(z);
+  usc_free(buf);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_status_names),
+      cmocka_unit_test(test_encoding_listed),
+      cmocka_unit_test(test_gzip_round_trips),
+      cmocka_unit_test(test_gzip_too_small_cap),
+      cmocka_unit_test(test_gunzip_bomb),
+      cmocka_unit_test(test_gunzip_corrupt),
+      cmocka_unit_test(test_gunzip_nomem),
       cmocka_unit_test(test_status_name_out_of_range),
       cmocka_unit_test(test_status_text),
       cmocka_unit_test(test_frame_header),

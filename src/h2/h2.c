@@ -16,6 +16,14 @@
 #define MAX_EXTRA_TRAILERS 6
 #define STREAM_WINDOW (1 << 20)
 #define POOL_KEEP_BUFFER (64 * 1024)
+#define DEFAULT_MAX_HEADER_LIST_SIZE (16 * 1024)
+#define DEFAULT_KEEPALIVE_TIMEOUT_MS 20000
+#define DRAIN_PING_WAIT_MS 1000
+#define MAX_PING_STRIKES 2
+
+/* Opaque data of the server's own PINGs, to tell their ACKs apart. */
+static const uint8_t drain_ping[8] = "usc-drn";
+static const uint8_t keepalive_ping[8] = "usc-kal";
 
 /* Headers a handler may ask for; everything else is not kept. */
 static const char *const captured_names[] = {
@@ -42,6 +50,10 @@ struct usc_h2_call {
   bool content_type_ok;
   bool has_content_type;
   bool encoding_unsupported;
+  bool gzip_in;      /* grpc-encoding: gzip */
+  bool accepts_gzip; /* grpc-accept-encoding lists gzip */
+  bool headers_too_large;
+  size_t header_bytes; /* the request's header list size so far */
   bool timeout_bad;
   bool started;
   bool half_closed;
@@ -53,6 +65,7 @@ struct usc_h2_call {
   /* Response. */
   bool finished; /* the handler is done with the call */
   bool headers_sent;
+  bool gzip_out; /* the response declared grpc-encoding: gzip */
   bool deferred;
   bool trailers_ready;
   bool reset_after_trailers;
@@ -75,8 +88,21 @@ struct conn {
   conn_t *prev;
   usc_net_mark_t dirty; /* output to write this loop turn */
   bool closing;
-  bool draining;
+  bool draining;      /* the final GOAWAY is out: close when calls end */
+  bool close_written; /* close once the output is written */
   bool writing;
+  int goaway_phase; /* 0, 1 (notice and PING sent), 2 (final GOAWAY) */
+  /* Connection management, in loop time (ms); 0 = none. One heap node
+   * per connection holds the earliest of these (see conn_schedule). */
+  usc_heap_node_t timer;
+  uint64_t idle_since;     /* no calls since then */
+  uint64_t last_read;      /* bytes last received */
+  uint64_t age_due;        /* max-connection-age reached */
+  uint64_t close_due;      /* max-connection-age grace over */
+  uint64_t ping_due;       /* keepalive PING unanswered by then: close */
+  uint64_t goaway_due;     /* phase 1 waits for the PING ACK until then */
+  uint64_t last_ping_recv; /* a client PING, since HEADERS/DATA last sent */
+  int ping_strikes;
   uv_write_t write_req;
   uint8_t *wbuf;
   size_t wbuf_len;
@@ -93,6 +119,13 @@ struct usc_h2_server {
   usc_net_spare_t spare;
   usc_net_batch_t flusher; /* writes each dirty connection once a turn */
   uv_timer_t deadline_timer;
+  uv_timer_t conn_timer; /* the first of conn_timers */
+  usc_heap_t conn_timers;
+  uint64_t rng;
+  uint8_t *inflate_buf; /* decompressed request messages */
+  size_t inflate_cap;
+  uint8_t *pack_buf; /* response messages before compression */
+  size_t pack_cap;
   conn_t *conns;
   usc_heap_t deadlines; /* the started calls that have a deadline */
   usc_h2_call_t *pool;  /* free calls, linked by next_in_conn */
@@ -188,6 +221,7 @@ static void mark_dirty(conn_t *c) {
 }
 
 static void conn_close(conn_t *c);
+static void conn_schedule(conn_t *c);
 
 static void on_write_done(uv_write_t *req, int status) {
   conn_t *c = req->data;
@@ -239,13 +273,191 @@ static void conn_flush(conn_t *c) {
   }
   bool done = !nghttp2_session_want_read(c->session) &&
               !nghttp2_session_want_write(c->session);
-  if (done || (c->draining && c->calls == NULL))
+  if (done || (c->draining && c->calls == NULL) || c->close_written)
     conn_close(c);
 }
 
 static void on_flush(usc_net_batch_t *flusher, usc_net_mark_t *dirty) {
   (void)flusher;
   conn_flush(USC_CONTAINER_OF(dirty, conn_t, dirty));
+}
+
+/* ---- connection management: idle, age, keepalive, drain ----
+ *
+ * Each connection has one node in the server's conn_timers heap, keyed by
+ * the earliest moment something may be due for it; one timer serves the
+ * heap. Keys may be early (a read since pushes the keepalive moment
+ * back): conn_tick checks what is really due and schedules again. */
+
+static void on_conn_timer(uv_timer_t *timer);
+
+static uint64_t earliest(uint64_t a, uint64_t b) {
+  return a == 0 ? b : (b == 0 || a < b ? a : b);
+}
+
+static void arm_conn_timer(usc_h2_server_t *s) {
+  if (s->closing)
+    return;
+  usc_heap_node_t *first = usc_heap_peek(&s->conn_timers);
+  if (first == NULL) {
+    uv_timer_stop(&s->conn_timer);
+    return;
+  }
+  uint64_t now = uv_now(s->loop);
+  uint64_t due = (uint64_t)first->key;
+  uv_timer_start(&s->conn_timer, on_conn_timer, due > now ? due - now : 0, 0);
+}
+
+static void conn_schedule(conn_t *c) {
+  usc_h2_server_t *s = c->server;
+  const usc_h2_server_config_t *cfg = &s->config;
+  if (c->closing)
+    return;
+  uint64_t due = 0;
+  if (c->goaway_phase == 0 && !c->draining) {
+    if (cfg->max_connection_idle_ms != 0 && c->idle_since != 0)
+      due = earliest(due, c->idle_since + cfg->max_connection_idle_ms);
+    due = earliest(due, c->age_due);
+  }
+  if (cfg->keepalive_time_ms != 0 && c->ping_due == 0)
+    due = earliest(due, c->last_read + cfg->keepalive_time_ms);
+  due = earliest(due, c->ping_due);
+  due = earliest(due, c->goaway_due);
+  due = earliest(due, c->close_due);
+  if (due == 0) {
+    usc_heap_remove(&s->conn_timers, &c->timer);
+  } else if (usc_heap_node_in_heap(&c->timer)) {
+    usc_heap_update(&s->conn_timers, &c->timer, (int64_t)due);
+  } else {
+    c->timer.key = (int64_t)due;
+    /* Room for every connection was reserved when it was accepted. */
+    usc_heap_push(&s->conn_timers, &c->timer);
+  }
+  arm_conn_timer(s);
+}
+
+/* The second GOAWAY: streams after the last one processed are refused,
+ * and the connection closes once its calls are done. */
+static void final_goaway(conn_t *c) {
+  if (c->goaway_phase == 2 || c->closing)
+    return;
+  c->goaway_phase = 2;
+  c->goaway_due = 0;
+  c->draining = true;
+  nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(c->session),
+                        NGHTTP2_NO_ERROR, NULL, 0);
+  conn_schedule(c);
+  mark_dirty(c);
+}
+
+/* The first GOAWAY (last-stream-id 2^31-1, NO_ERROR) and a PING: streams
+ * the client opens before it sees the GOAWAY are still served; the PING
+ * ACK (or DRAIN_PING_WAIT_MS) tells when it has. */
+static void start_goaway(conn_t *c) {
+  if (c->goaway_phase != 0 || c->draining || c->closing)
+    return;
+  c->goaway_phase = 1;
+  /* The PING follows once the GOAWAY is out (on_frame_send): nghttp2
+   * would send it first, and its ACK must mean the GOAWAY was seen. */
+  if (nghttp2_submit_shutdown_notice(c->session) != 0) {
+    final_goaway(c);
+    return;
+  }
+  c->goaway_due = uv_now(c->server->loop) + DRAIN_PING_WAIT_MS;
+  conn_schedule(c);
+  mark_dirty(c);
+}
+
+/* Ping policing: GOAWAY ENHANCE_YOUR_CALM, then close once it is out. */
+static void too_many_pings(conn_t *c) {
+  static const char debug[] = "too_many_pings";
+  c->goaway_phase = 2;
+  c->goaway_due = 0;
+  c->draining = true;
+  c->close_written = true;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(c->session),
+                        NGHTTP2_ENHANCE_YOUR_CALM, (const uint8_t *)debug,
+                        sizeof(debug) - 1);
+  mark_dirty(c);
+}
+
+static void on_ping(conn_t *c, const nghttp2_frame *f) {
+  usc_h2_server_t *s = c->server;
+  if (f->hd.flags & NGHTTP2_FLAG_ACK) {
+    if (memcmp(f->ping.opaque_data, keepalive_ping, 8) == 0) {
+      c->ping_due = 0;
+      conn_schedule(c);
+    } else if (memcmp(f->ping.opaque_data, drain_ping, 8) == 0 &&
+               c->goaway_phase == 1) {
+      final_goaway(c);
+    }
+    return;
+  }
+  uint64_t min = s->config.keepalive_min_time_ms;
+  if (min == 0 || c->close_written)
+    return;
+  uint64_t now = uv_now(s->loop);
+  if (c->last_ping_recv != 0 && now - c->last_ping_recv < min &&
+      ++c->ping_strikes > MAX_PING_STRIKES) {
+    too_many_pings(c);
+    return;
+  }
+  c->last_ping_recv = now;
+}
+
+static void conn_tick(conn_t *c, uint64_t now) {
+  const usc_h2_server_config_t *cfg = &c->server->config;
+  if ((c->close_due != 0 && now >= c->close_due) ||
+      (c->ping_due != 0 && now >= c->ping_due)) {
+    conn_close(c);
+    return;
+  }
+  if (c->goaway_phase == 1 && now >= c->goaway_due)
+    final_goaway(c);
+  if (c->goaway_phase == 0 && !c->draining) {
+    if (c->age_due != 0 && now >= c->age_due) {
+      if (cfg->max_connection_age_grace_ms != 0)
+        c->close_due = now + cfg->max_connection_age_grace_ms;
+      start_goaway(c);
+    } else if (cfg->max_connection_idle_ms != 0 && c->idle_since != 0 &&
+               now - c->idle_since >= cfg->max_connection_idle_ms) {
+      start_goaway(c);
+    }
+  }
+  if (cfg->keepalive_time_ms != 0 && c->ping_due == 0 &&
+      now - c->last_read >= cfg->keepalive_time_ms && !c->close_written &&
+      nghttp2_submit_ping(c->session, NGHTTP2_FLAG_NONE, keepalive_ping) == 0) {
+    c->ping_due =
+        now + (cfg->keepalive_timeout_ms != 0 ? cfg->keepalive_timeout_ms
+                                              : DEFAULT_KEEPALIVE_TIMEOUT_MS);
+    mark_dirty(c);
+  }
+  conn_schedule(c);
+}
+
+static void on_conn_timer(uv_timer_t *timer) {
+  usc_h2_server_t *s = timer->data;
+  uint64_t now = uv_now(s->loop);
+  usc_heap_node_t *first;
+  while ((first = usc_heap_peek(&s->conn_timers)) != NULL &&
+         (uint64_t)first->key <= now) {
+    usc_heap_remove(&s->conn_timers, first);
+    conn_tick(USC_CONTAINER_OF(first, conn_t, timer), now);
+  }
+  arm_conn_timer(s);
+}
+
+/* max-connection-age, +-10%, so connections made together do not all
+ * go together. */
+static uint64_t jittered(usc_h2_server_t *s, uint64_t ms) {
+  s->rng ^= s->rng << 13;
+  s->rng ^= s->rng >> 7;
+  s->rng ^= s->rng << 17;
+  uint64_t span = ms / 5;
+  return span == 0 ? ms : ms - ms / 10 + s->rng % (span + 1);
 }
 
 /* ---- calls ---- */
@@ -262,6 +474,7 @@ static usc_h2_call_t *call_new(conn_t *c, int32_t stream_id) {
   }
   call->conn = c;
   call->stream_id = stream_id;
+  c->idle_since = 0;
   usc_grpc_deframer_init(&call->deframer, s->config.max_recv_message_size);
   call->prev_in_conn = NULL;
   call->next_in_conn = c->calls;
@@ -293,6 +506,11 @@ static void call_free(usc_h2_call_t *call) {
   if (call->next_in_conn != NULL)
     call->next_in_conn->prev_in_conn = call->prev_in_conn;
   s->active_calls--;
+  if (c->calls == NULL && !c->closing) {
+    c->idle_since = uv_now(s->loop);
+    if (s->config.max_connection_idle_ms != 0)
+      conn_schedule(c);
+  }
   usc_grpc_deframer_free(&call->deframer);
   strbuf_t path = call->path, headers = call->headers;
   strbuf_t initial = call->initial, trailers = call->trailers;
@@ -355,16 +573,20 @@ static ssize_t read_response(nghttp2_session *session, int32_t stream_id,
   return (ssize_t)n;
 }
 
-/* Response headers: :status, content-type, then the initial metadata. */
+/* Response headers: :status, content-type, grpc-encoding when the
+ * response is compressed, then the initial metadata. */
 static size_t response_headers(usc_h2_call_t *call, nghttp2_nv *nv,
                                size_t max) {
-  nv[0] = make_nv(":status", "200");
-  nv[1] = make_nv("content-type", "application/grpc");
-  return 2 + pairs_to_nv(&call->initial, nv + 2, max - 2);
+  size_t n = 0;
+  nv[n++] = make_nv(":status", "200");
+  nv[n++] = make_nv("content-type", "application/grpc");
+  if (call->gzip_out)
+    nv[n++] = make_nv("grpc-encoding", "gzip");
+  return n + pairs_to_nv(&call->initial, nv + n, max - n);
 }
 
 static int submit_headers_with_body(usc_h2_call_t *call) {
-  nghttp2_nv nv[2 + MAX_INITIAL_METADATA];
+  nghttp2_nv nv[3 + MAX_INITIAL_METADATA];
   size_t n = response_headers(call, nv, USC_ARRAY_LEN(nv));
   nghttp2_data_provider provider = {.source.ptr = call,
                                     .read_callback = read_response};
@@ -431,12 +653,72 @@ int usc_h2_call_send_headers(usc_h2_call_t *call) {
   return rc;
 }
 
+/* Whether a response message of `len` bytes goes out compressed; the
+ * first message decides the response's grpc-encoding. */
+static bool compress_message(usc_h2_call_t *call, size_t len) {
+  size_t min = call->conn->server->config.gzip_min_response_size;
+  if (min == 0 || len < min || len > (1u << 30))
+    return false;
+  if (!call->headers_sent && call->accepts_gzip)
+    call->gzip_out = true;
+  return call->gzip_out;
+}
+
+/* Packs the message, gzips it and appends it, framed with the compressed
+ * flag. */
+static int append_compressed(usc_h2_call_t *call, size_t len,
+                             usc_h2_pack_fn pack, const void *message) {
+  usc_h2_server_t *s = call->conn->server;
+  if (len > s->pack_cap) {
+    uint8_t *grown = usc_grow(s->pack_buf, &s->pack_cap, len, 4096);
+    if (grown == NULL)
+      return USC_ERR_NOMEM;
+    s->pack_buf = grown;
+  }
+  pack(message, s->pack_buf);
+  size_t bound = usc_grpc_gzip_bound(len);
+  size_t need = call->out_len + USC_GRPC_FRAME_HEADER_LEN + bound;
+  if (need > call->out_cap) {
+    uint8_t *grown = usc_grow(call->out, &call->out_cap, need, 256);
+    if (grown == NULL)
+      return USC_ERR_NOMEM;
+    call->out = grown;
+  }
+  uint8_t *frame = call->out + call->out_len;
+  size_t zlen;
+  int rc = usc_grpc_gzip(s->pack_buf, len, frame + USC_GRPC_FRAME_HEADER_LEN,
+                         bound, &zlen);
+  if (s->pack_cap > POOL_KEEP_BUFFER) {
+    usc_free(s->pack_buf);
+    s->pack_buf = NULL;
+    s->pack_cap = 0;
+  }
+  if (rc != 0)
+    return rc;
+  usc_grpc_frame_header(frame, (uint32_t)zlen);
+  frame[0] = 1; /* compressed */
+  call->out_len += USC_GRPC_FRAME_HEADER_LEN + zlen;
+  return 0;
+}
+
 int usc_h2_call_send_message(usc_h2_call_t *call, size_t len,
                              usc_h2_pack_fn pack, const void *message) {
   if (call->finished)
     return USC_ERR_STATE;
   if (len > UINT32_MAX)
     return USC_ERR_TOO_LARGE;
+  if (compress_message(call, len)) {
+    int rc = append_compressed(call, len, pack, message);
+    if (rc != 0)
+      return rc;
+    if (!call->headers_sent) {
+      rc = submit_headers_with_body(call);
+      if (rc != 0)
+        return rc;
+    }
+    wake_body(call);
+    return 0;
+  }
   size_t need = call->out_len + USC_GRPC_FRAME_HEADER_LEN + len;
   if (need > call->out_cap) {
     uint8_t *grown = usc_grow(call->out, &call->out_cap, need, 256);
@@ -486,8 +768,8 @@ static int build_trailers(usc_h2_call_t *call, usc_grpc_status_t status,
 
 /* A Trailers-Only response: one HEADERS frame ending the stream. */
 static int submit_trailers_only(usc_h2_call_t *call) {
-  nghttp2_nv nv[2 + MAX_INITIAL_METADATA + 2 + MAX_EXTRA_TRAILERS];
-  size_t n = response_headers(call, nv, 2 + MAX_INITIAL_METADATA);
+  nghttp2_nv nv[3 + MAX_INITIAL_METADATA + 2 + MAX_EXTRA_TRAILERS];
+  size_t n = response_headers(call, nv, 3 + MAX_INITIAL_METADATA);
   n += pairs_to_nv(&call->trailers, nv + n, USC_ARRAY_LEN(nv) - n);
   if (nghttp2_submit_response(call->conn->session, call->stream_id, nv, n,
                               NULL) != 0)
@@ -611,6 +893,11 @@ static void set_deadline(usc_h2_call_t *call, const uint8_t *v, size_t len) {
       ms > INT64_MAX - (int64_t)now ? INT64_MAX : (int64_t)now + ms;
 }
 
+static uint32_t header_list_limit(const usc_h2_server_t *s) {
+  return s->config.max_header_list_size != 0 ? s->config.max_header_list_size
+                                             : DEFAULT_MAX_HEADER_LIST_SIZE;
+}
+
 static int on_header(nghttp2_session *session, const nghttp2_frame *f,
                      const uint8_t *name, size_t name_len, const uint8_t *value,
                      size_t value_len, uint8_t flags, void *user) {
@@ -619,8 +906,14 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *f,
   if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
     return 0;
   usc_h2_call_t *call = stream_call(session, f->hd.stream_id);
-  if (call == NULL)
+  if (call == NULL || call->headers_too_large)
     return 0;
+  /* RFC 9113 6.5.2: the list size counts 32 bytes of overhead a field. */
+  call->header_bytes += name_len + value_len + 32;
+  if (call->header_bytes > header_list_limit(call->conn->server)) {
+    call->headers_too_large = true;
+    return 0;
+  }
   if (name_is(name, name_len, ":path")) {
     call->path.len = 0;
     if (strbuf_append(&call->path, value, value_len, 4096) != 0 ||
@@ -634,7 +927,12 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *f,
   } else if (name_is(name, name_len, "grpc-timeout")) {
     set_deadline(call, value, value_len);
   } else if (name_is(name, name_len, "grpc-encoding")) {
-    call->encoding_unsupported = !name_is(value, value_len, "identity");
+    call->gzip_in = name_is(value, value_len, "gzip");
+    call->encoding_unsupported =
+        !call->gzip_in && !name_is(value, value_len, "identity");
+  } else if (name_is(name, name_len, "grpc-accept-encoding")) {
+    call->accepts_gzip =
+        usc_grpc_encoding_listed((const char *)value, value_len, "gzip");
   } else {
     capture_header(call, name, name_len, value, value_len);
   }
@@ -654,16 +952,24 @@ static void refuse_http(usc_h2_call_t *call, const char *status) {
 
 static void start_call(usc_h2_call_t *call) {
   usc_h2_server_t *s = call->conn->server;
-  if (!call->method_post) {
+  if (call->headers_too_large) {
+    /* gRPC's answer to HTTP 431; the stream is reset if still open. */
+    char msg[96];
+    snprintf(msg, sizeof(msg), "request header list larger than %" PRIu32,
+             header_list_limit(s));
+    finish_stream(call, USC_GRPC_RESOURCE_EXHAUSTED, msg, NULL, 0,
+                  NGHTTP2_NO_ERROR);
+  } else if (!call->method_post) {
     refuse_http(call, "405");
   } else if (!call->content_type_ok) {
     refuse_http(call, "415");
   } else if (call->timeout_bad) {
     fail_call(call, USC_GRPC_INTERNAL, "malformed grpc-timeout");
   } else if (call->encoding_unsupported) {
-    usc_h2_header_t accept = {"grpc-accept-encoding", "identity"};
+    usc_h2_header_t accept = {"grpc-accept-encoding", "gzip, identity"};
     finish_stream(call, USC_GRPC_UNIMPLEMENTED,
-                  "unsupported grpc-encoding; this server accepts identity",
+                  "unsupported grpc-encoding; this server accepts gzip, "
+                  "identity",
                   &accept, 1, NGHTTP2_NO_ERROR);
   } else {
     if (call->deadline.key != 0) {
@@ -694,7 +1000,10 @@ static void half_close(usc_h2_call_t *call) {
 
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *f,
                          void *user) {
-  (void)user;
+  if (f->hd.type == NGHTTP2_PING) {
+    on_ping(user, f);
+    return 0;
+  }
   if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
     return 0;
   usc_h2_call_t *call = stream_call(session, f->hd.stream_id);
@@ -719,11 +1028,38 @@ static int deliver_message(void *user, bool compressed, const uint8_t *data,
   usc_h2_call_t *call = user;
   usc_h2_server_t *s = call->conn->server;
   if (compressed) {
-    fail_call(call, USC_GRPC_INTERNAL,
-              "compressed message without a grpc-encoding");
-    return 1;
+    if (!call->gzip_in) {
+      fail_call(call, USC_GRPC_INTERNAL,
+                "compressed message without a grpc-encoding");
+      return 1;
+    }
+    size_t n = 0;
+    int rc = usc_grpc_gunzip(data, len, s->config.max_recv_message_size,
+                             &s->inflate_buf, &s->inflate_cap, &n);
+    if (rc != 0) {
+      char msg[160];
+      if (rc == USC_ERR_TOO_LARGE)
+        snprintf(msg, sizeof(msg), "decompressed message larger than max (%zu)",
+                 s->config.max_recv_message_size);
+      else
+        snprintf(msg, sizeof(msg), "%s",
+                 rc == USC_ERR_NOMEM ? "out of memory"
+                                     : "could not decompress a gzip message");
+      fail_call(call,
+                rc == USC_ERR_INVALID ? USC_GRPC_INTERNAL
+                                      : USC_GRPC_RESOURCE_EXHAUSTED,
+                msg);
+      return 1;
+    }
+    data = s->inflate_buf;
+    len = n;
   }
   s->config.handler->on_message(s->config.user, call, data, len);
+  if (s->inflate_cap > POOL_KEEP_BUFFER) {
+    usc_free(s->inflate_buf);
+    s->inflate_buf = NULL;
+    s->inflate_cap = 0;
+  }
   return call->finished ? 1 : 0;
 }
 
@@ -754,7 +1090,20 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
 
 static int on_frame_send(nghttp2_session *session, const nghttp2_frame *f,
                          void *user) {
-  (void)user;
+  if (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) {
+    /* Pings after a response are not abuse (ping policing). */
+    conn_t *c = user;
+    c->ping_strikes = 0;
+    c->last_ping_recv = 0;
+  }
+  if (f->hd.type == NGHTTP2_GOAWAY &&
+      f->goaway.last_stream_id == (int32_t)0x7fffffff) {
+    conn_t *c = user;
+    if (c->goaway_phase == 1 &&
+        nghttp2_submit_ping(session, NGHTTP2_FLAG_NONE, drain_ping) != 0)
+      final_goaway(c);
+    return 0;
+  }
   if (f->hd.type != NGHTTP2_HEADERS || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
     return 0;
   usc_h2_call_t *call = stream_call(session, f->hd.stream_id);
@@ -796,6 +1145,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     conn_close(c);
     return;
   }
+  if (nread > 0)
+    c->last_read = uv_now(c->server->loop);
   ssize_t rc =
       nghttp2_session_mem_recv(c->session, (const uint8_t *)buf->base, nread);
   if (rc < 0) {
@@ -839,6 +1190,7 @@ static void conn_close(conn_t *c) {
   }
   nghttp2_session_del(c->session);
   c->session = NULL;
+  usc_heap_remove(&s->conn_timers, &c->timer);
   s->n_conns--;
   if (c->prev != NULL)
     c->prev->next = c->next;
@@ -858,7 +1210,7 @@ static int conn_session(conn_t *c) {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
        s->config.max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 16 * 1024},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, header_list_limit(s)},
   };
   if (nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, settings,
                               USC_ARRAY_LEN(settings)) != 0)
@@ -884,6 +1236,11 @@ static void refuse_connection(usc_h2_server_t *s) {
 }
 
 static void accept_one(usc_h2_server_t *s) {
+  if (s->config.max_connections != 0 &&
+      s->n_conns >= s->config.max_connections) {
+    refuse_connection(s);
+    return;
+  }
   conn_t *c = usc_calloc(1, sizeof(*c));
   if (c == NULL) {
     refuse_connection(s);
@@ -898,8 +1255,13 @@ static void accept_one(usc_h2_server_t *s) {
   if (s->conns != NULL)
     s->conns->prev = c;
   s->conns = c;
+  uint64_t now = uv_now(s->loop);
+  c->last_read = c->idle_since = now;
+  if (s->config.max_connection_age_ms != 0)
+    c->age_due = now + jittered(s, s->config.max_connection_age_ms);
   if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp) != 0 ||
-      conn_session(c) != 0) {
+      conn_session(c) != 0 ||
+      usc_heap_reserve(&s->conn_timers, s->n_conns) != 0) {
     conn_close(c);
     return;
   }
@@ -909,6 +1271,7 @@ static void accept_one(usc_h2_server_t *s) {
     conn_close(c);
     return;
   }
+  conn_schedule(c);
   mark_dirty(c);
 }
 
@@ -940,8 +1303,11 @@ static void init_handles(usc_h2_server_t *s) {
   uv_tcp_init(s->loop, &s->listener);
   usc_net_batch_init(&s->flusher, s->loop, on_flush, s);
   uv_timer_init(s->loop, &s->deadline_timer);
-  s->listener.data = s->deadline_timer.data = s;
-  s->open_handles = 4; /* the listener, the flusher's two, the timer */
+  uv_timer_init(s->loop, &s->conn_timer);
+  s->listener.data = s->deadline_timer.data = s->conn_timer.data = s;
+  /* the listener, the flusher's two, the two timers */
+  s->open_handles = 5;
+  s->rng = uv_hrtime() | 1;
   usc_net_spare_init(&s->spare, &s->listener, on_spare_free, s);
 }
 
@@ -961,6 +1327,11 @@ static void on_server_handle_closed(uv_handle_t *handle) {
 }
 
 static void server_free(usc_h2_server_t *s) {
+  usc_free(s->inflate_buf);
+  s->inflate_buf = NULL;
+  usc_free(s->pack_buf);
+  s->pack_buf = NULL;
+  usc_heap_free(&s->conn_timers);
   while (s->pool != NULL) {
     usc_h2_call_t *call = s->pool;
     s->pool = call->next_in_conn;
@@ -983,6 +1354,7 @@ static void close_server_handles(usc_h2_server_t *s) {
   }
   usc_net_batch_close(&s->flusher, on_server_handle_closed);
   uv_close((uv_handle_t *)&s->deadline_timer, on_server_handle_closed);
+  uv_close((uv_handle_t *)&s->conn_timer, on_server_handle_closed);
 }
 
 int usc_h2_server_start(uv_loop_t *loop, const usc_h2_server_config_t *config,
@@ -1031,15 +1403,8 @@ void usc_h2_server_drain(usc_h2_server_t *s) {
     s->listening = false;
     uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
   }
-  for (conn_t *c = s->conns; c != NULL; c = c->next) {
-    if (c->draining)
-      continue;
-    c->draining = true;
-    nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
-                          nghttp2_session_get_last_proc_stream_id(c->session),
-                          NGHTTP2_NO_ERROR, NULL, 0);
-    mark_dirty(c);
-  }
+  for (conn_t *c = s->conns; c != NULL; c = c->next)
+    start_goaway(c);
 }
 
 void usc_h2_server_close(usc_h2_server_t *s, void (*on_closed)(void *),

@@ -49,11 +49,47 @@ typedef struct {
   void (*on_cancel)(void *user, usc_h2_call_t *call, usc_grpc_status_t why);
 } usc_h2_handler_t;
 
+/* Durations are in milliseconds of loop time. Every field added after
+ * max_concurrent_streams keeps the transport's earlier behaviour at 0. */
 typedef struct {
   const usc_h2_handler_t *handler;
   void *user;
+  /* The largest request message, after decompression too. */
   size_t max_recv_message_size;
   uint32_t max_concurrent_streams;
+
+  /* Response messages of at least this many bytes are gzip-compressed
+   * when the request's grpc-accept-encoding lists gzip. A response has one
+   * grpc-encoding, chosen with its headers: only a call whose first
+   * message is this large gets "grpc-encoding: gzip" (its later messages
+   * this large are compressed too, smaller ones not); a call whose headers
+   * go out before any message (usc_h2_call_send_headers) is never
+   * compressed. 0: never compress. (Compressed requests are always
+   * accepted.) */
+  size_t gzip_min_response_size;
+  /* Open connections at most; more are accepted and closed at once.
+   * 0: no limit. */
+  size_t max_connections;
+  /* SETTINGS_MAX_HEADER_LIST_SIZE, enforced (name + value + 32 per
+   * field, RFC 9113): a request over it is answered RESOURCE_EXHAUSTED.
+   * 0: 16384. */
+  uint32_t max_header_list_size;
+  /* A connection without calls for this long is drained (GOAWAY). 0: off. */
+  uint64_t max_connection_idle_ms;
+  /* A connection this old (+-10% jitter) is drained; after the grace its
+   * calls are cancelled and it is closed. 0: off / no grace limit. */
+  uint64_t max_connection_age_ms;
+  uint64_t max_connection_age_grace_ms;
+  /* After this long without receiving anything, the server PINGs; with no
+   * ACK within keepalive_timeout_ms the connection is closed. 0: off /
+   * 20000. */
+  uint64_t keepalive_time_ms;
+  uint64_t keepalive_timeout_ms;
+  /* Ping policing: a client PING sooner than this after the previous one,
+   * with no HEADERS or DATA sent in between, is a strike; the third
+   * strike gets GOAWAY ENHANCE_YOUR_CALM "too_many_pings" and the
+   * connection is closed. 0: no policing. */
+  uint64_t keepalive_min_time_ms;
 } usc_h2_server_config_t;
 
 /* Creates a server on `loop`, listening on host:port (port 0: any free
@@ -71,7 +107,10 @@ const char *usc_h2_server_address(const usc_h2_server_t *server);
 size_t usc_h2_server_active_calls(const usc_h2_server_t *server);
 size_t usc_h2_server_connections(const usc_h2_server_t *server);
 
-/* Stops accepting and sends GOAWAY on every connection; calls in flight
+/* Stops accepting and drains every connection in two steps: a GOAWAY
+ * with last-stream-id 2^31-1 (NO_ERROR) and a PING; when the PING ACK
+ * comes back (or after a second), a second GOAWAY with the last stream id
+ * processed. Streams opened before it are still served; calls in flight
  * go on. Connections close once their streams are done. */
 void usc_h2_server_drain(usc_h2_server_t *server);
 

@@ -11,7 +11,7 @@
 # usage: tests/interop/run.sh [BINARY]     (default bazel-bin/src/uapi-sidecar)
 # Env:   USC_SIDECAR_WRAPPER  put in front of every sidecar command line,
 #                             e.g. "valgrind --leak-check=full --error-exitcode=99"
-#        USC_INTEROP_SUITES   the suites to run (default "python wire services node cpp")
+#        USC_INTEROP_SUITES   the suites to run (default "python wire services transport node cpp")
 #        USC_INTEROP_MODE     native (default): each sidecar serves from its
 #                             native engine; pair: each "sidecar" is a pair
 #                             (tests/interop/pair.sh): the translation backend
@@ -91,11 +91,12 @@ run_suite() {
   total_passed=$((total_passed + p)) total_failed=$((total_failed + f))
 }
 
-for suite in ${USC_INTEROP_SUITES:-python wire services node cpp}; do
+for suite in ${USC_INTEROP_SUITES:-python wire services transport node cpp}; do
   case $suite in
     python) run_suite python /usr/bin/python3 tests/interop/python/test_interop.py ;;
     wire) run_suite wire /usr/bin/python3 tests/interop/python/test_wire.py ;;
     services) run_suite services /usr/bin/python3 tests/interop/python/test_services.py ;;
+    transport) run_suite transport /usr/bin/python3 tests/interop/python/test_transport.py ;;
     node) run_suite node tests/interop/node/run.sh ;;
     cpp) run_suite cpp tests/interop/cpp/run.sh "$bin" ;;
     *) echo "unknown suite $suite"; total_failed=$((total_failed + 1)) ;;

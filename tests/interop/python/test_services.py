@@ -16,8 +16,10 @@ The health and reflection messages come from the project's own protos
 owns); PhoneCallService's come from the sidecar, over reflection only.
 """
 
+import http.client
 import itertools
 import os
+import re
 import queue
 import signal
 import socket
@@ -465,6 +467,95 @@ class ReflectionClientTests(Base):
         hangup(Hangup(extension=ext), timeout=RPC_TIMEOUT)
         self.assertEqual(len(list_calls(List(extension=ext),
                                         timeout=RPC_TIMEOUT).phone_calls), 0)
+
+
+class AdminEndpointTests(unittest.TestCase):
+    """--admin-listen: Prometheus /metrics, /healthz and /readyz."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sidecar = Sidecar().start()
+        cls.admin = cls.wait_admin(cls.sidecar)
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.sidecar.stop() == 0
+
+    @staticmethod
+    def wait_admin(sidecar):
+        deadline = time.monotonic() + RPC_TIMEOUT
+        while time.monotonic() < deadline:
+            for line in list(sidecar.lines):
+                m = re.search(r"admin serving address=(\S+)", line)
+                if m:
+                    return m.group(1)
+            time.sleep(0.02)
+        raise AssertionError("no admin address in the log")
+
+    def get(self, path, method="GET"):
+        host, port = self.admin.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=RPC_TIMEOUT)
+        try:
+            conn.request(method, path)
+            r = conn.getresponse()
+            return r.status, r.getheader("content-type"), r.read().decode()
+        finally:
+            conn.close()
+
+    def call_get(self, call_id):
+        ch = grpc.insecure_channel(self.sidecar.address)
+        try:
+            ch.unary_unary(
+                "/uapi.phonecalls.v1.PhoneCallService/GetPhoneCall")(
+                    b"\x12\x03210\x1a\x05abcde", timeout=RPC_TIMEOUT)
+        except grpc.RpcError as e:
+            return e.code()
+        finally:
+            ch.close()
+
+    def test_probes(self):
+        self.assertEqual(self.get("/healthz")[0], 200)
+        self.assertEqual(self.get("/readyz")[0], 200)
+        self.assertEqual(self.get("/nope")[0], 404)
+        self.assertEqual(self.get("/metrics", "POST")[0], 405)
+
+    def test_metrics_count_rpcs_by_code(self):
+        self.assertEqual(self.call_get("abcde"), grpc.StatusCode.NOT_FOUND)
+        status, ctype, text = self.get("/metrics")
+        self.assertEqual(status, 200)
+        self.assertTrue(ctype.startswith("text/plain; version=0.0.4"))
+        handled = ('grpc_server_handled_total{grpc_type="unary",'
+                   'grpc_service="uapi.phonecalls.v1.PhoneCallService",'
+                   'grpc_method="GetPhoneCall",grpc_code="NOT_FOUND"} ')
+        line = [l for l in text.splitlines() if l.startswith(handled)]
+        self.assertEqual(len(line), 1, text)
+        self.assertGreaterEqual(int(line[0].split()[-1]), 1)
+        for name in ("grpc_server_started_total{",
+                     "grpc_server_handling_seconds_bucket{",
+                     "uapi_sidecar_engine_calls ",
+                     "uapi_sidecar_breaker_state ",
+                     "process_resident_memory_bytes "):
+            self.assertIn("\n" + name, text)
+
+    def test_not_ready_while_draining(self):
+        sidecar = Sidecar("--shutdown-grace", "3000").start()
+        admin = self.wait_admin(sidecar)
+        ch = grpc.insecure_channel(sidecar.address)
+        stream = ch.unary_stream(
+            "/uapi.phonecalls.v1.PhoneCallService/WatchPhoneCalls")(
+                b"", timeout=10)
+        stream.initial_metadata()  # the stream is open: drain must wait
+        os.kill(sidecar.proc.pid, signal.SIGTERM)
+        host, port = admin.rsplit(":", 1)
+        try:
+            conn = http.client.HTTPConnection(host, int(port), timeout=2)
+            conn.request("GET", "/readyz")
+            status = conn.getresponse().status
+        except OSError:
+            status = None  # the listener already closed: not ready either
+        self.assertIn(status, (503, None))
+        ch.close()
+        self.assertEqual(sidecar.proc.wait(timeout=10), 0)
 
 
 if __name__ == "__main__":
