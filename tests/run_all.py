@@ -89,12 +89,13 @@ def main():
         results.append(("interop", suite(["tests/interop/run.sh", plain])))
         results.append(("deploy manifests and image",
                         suite(["tests/deploy/run.sh", plain])))
+        results.append(("examples", suite(["examples/run.sh", plain])))
         results.append(("translation backend",
                         suite(["tests/uapi/run.sh", plain])))
         pair = dict(os.environ, USC_INTEROP_MODE="pair")
         results.append(("interop through the REST facade",
                         suite(["tests/interop/run.sh", plain], pair)))
-        env = dict(os.environ, USC_INTEROP_SUITES="python wire services",
+        env = dict(os.environ, USC_INTEROP_SUITES="python wire services transport",
                    ASAN_OPTIONS="detect_leaks=1:halt_on_error=1",
                    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
         results.append(("interop on the sanitizer build",
