@@ -6,14 +6,17 @@ SHELL := /bin/bash
 LISTEN ?= 127.0.0.1:50051
 BAZEL ?= bazel
 
-# Debian packages the build, the tests and the examples use.
-PACKAGES := bazel-bootstrap gcc g++ make libnghttp2-dev libuv1-dev \
+# Debian packages: what building the binary needs (the container image
+# installs exactly these), and what the tests and examples add.
+BUILD_PACKAGES := bazel-bootstrap gcc g++ make libnghttp2-dev libuv1-dev \
 	libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev \
-	libcmocka-dev libcurl4-openssl-dev libjson-c-dev libhttp-parser-dev \
-	zlib1g-dev libgrpc++-dev \
-	protobuf-compiler-grpc python3-grpcio python3-protobuf python3-h2 \
-	valgrind clang-format golang-go golang-google-grpc-dev \
-	golang-google-protobuf-dev protoc-gen-go protoc-gen-go-grpc
+	libcurl4-openssl-dev libjson-c-dev libhttp-parser-dev zlib1g-dev \
+	python3-protobuf
+TEST_PACKAGES := libcmocka-dev libgrpc++-dev protobuf-compiler-grpc \
+	python3-grpcio python3-h2 valgrind clang-format golang-go \
+	golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go \
+	protoc-gen-go-grpc
+PACKAGES := $(BUILD_PACKAGES) $(TEST_PACKAGES)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NODE_DIR := tests/interop/node

@@ -503,8 +503,8 @@ function aptPackages(stage) {
 
 function makefilePackages() {
   const text = fs.readFileSync(path.join(REPO, "Makefile"), "utf8").replace(/\\\n/g, " ");
-  const m = /^PACKAGES\s*:?=\s*(.*)$/m.exec(text);
-  assert(m, "Makefile has no PACKAGES");
+  const m = /^BUILD_PACKAGES\s*:?=\s*(.*)$/m.exec(text);
+  assert(m, "Makefile has no BUILD_PACKAGES");
   return m[1].trim().split(/\s+/);
 }
 
@@ -628,7 +628,7 @@ function main() {
     const copy = stages[1].instrs.find((i) => i.instr === "COPY" && i.args.includes(`--from=${stages[0].name}`));
     assert(copy, "the runtime stage does not copy from the build stage");
   });
-  check("Dockerfile build stage installs the Makefile's PACKAGES", () => {
+  check("Dockerfile build stage installs the Makefile's BUILD_PACKAGES", () => {
     const have = new Set(aptPackages(stages[0]));
     const missing = makefilePackages().filter((p) => !have.has(p));
     assert(missing.length === 0, `missing: ${missing.join(" ")}`);
