@@ -547,12 +547,19 @@ class AdminEndpointTests(unittest.TestCase):
         stream.initial_metadata()  # the stream is open: drain must wait
         os.kill(sidecar.proc.pid, signal.SIGTERM)
         host, port = admin.rsplit(":", 1)
-        try:
-            conn = http.client.HTTPConnection(host, int(port), timeout=2)
-            conn.request("GET", "/readyz")
-            status = conn.getresponse().status
-        except OSError:
-            status = None  # the listener already closed: not ready either
+        # The signal is handled on a later loop turn: poll until readiness
+        # goes (503, or the endpoint already closed with the process).
+        status, deadline = 200, time.monotonic() + 5
+        while status == 200 and time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection(host, int(port), timeout=2)
+                conn.request("GET", "/readyz")
+                status = conn.getresponse().status
+                conn.close()
+            except OSError:
+                status = None
+            if status == 200:
+                time.sleep(0.01)
         self.assertIn(status, (503, None))
         ch.close()
         self.assertEqual(sidecar.proc.wait(timeout=10), 0)
