@@ -29,6 +29,7 @@ static void rpc_release(rpc_t *rpc) {
   rpc->msg = NULL;
   rpc->probe = rpc->retried_auth = rpc->fetching = false;
   rpc->headers_sent = false;
+  rpc->upstream_status = 0;
   rpc->in_streams = false;
   rpc->health_index = -1;
   rpc->authorization = NULL;
@@ -58,6 +59,7 @@ static void rpc_log(const rpc_t *rpc, usc_grpc_status_t status) {
       .backend = rpc->backend,
       .peer = usc_h2_call_peer(rpc->call),
       .request_id = usc_h2_call_header(rpc->call, "x-request-id"),
+      .upstream_status = rpc->upstream_status,
   };
   usc_log_rpc(&line);
 }

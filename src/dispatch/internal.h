@@ -39,6 +39,7 @@ struct rpc {
   usc_xlate_rpc_t xrpc;
   usc_upstream_req_t *upstream;
   const char *http_method; /* of the request in flight: static */
+  int upstream_status;     /* of the last upstream answer, 0: none */
   usc_creds_waiter_t creds_wait;
   bool waiting_creds;
   bool probe;

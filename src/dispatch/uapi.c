@@ -232,8 +232,8 @@ static void on_upstream_done(void *user, const usc_upstream_result_t *r) {
   rpc_t *rpc = user;
   usc_metrics_t *metrics = rpc->dispatch->config.metrics;
   rpc->upstream = NULL;
-  usc_metrics_upstream(metrics, rpc->http_method,
-                       r->error == USC_UPSTREAM_OK ? r->status : 0,
+  rpc->upstream_status = r->error == USC_UPSTREAM_OK ? r->status : 0;
+  usc_metrics_upstream(metrics, rpc->http_method, rpc->upstream_status,
                        (int64_t)r->elapsed_ms * 1000000);
   if (r->error == USC_UPSTREAM_CONNECT_FAILED)
     health_upstream(rpc->dispatch, false);

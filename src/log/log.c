@@ -355,6 +355,11 @@ void usc_log_rpc(const usc_log_rpc_t *rpc) {
     putf(&line, " code=%s(%d) duration_us=%lld", code, rpc->grpc_code,
          (long long)us);
   put_rpc_field(&line, "backend", rpc->backend);
+  if (rpc->upstream_status > 0)
+    putf(&line,
+         sink.format == USC_LOG_JSON ? ",\"upstream_status\":%d"
+                                     : " upstream_status=%d",
+         rpc->upstream_status);
   put_rpc_field(&line, "peer", rpc->peer);
   put_rpc_field(&line, "request_id", rpc->request_id);
   finish(&line);

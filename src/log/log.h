@@ -20,8 +20,9 @@ void usc_log(usc_log_level_t level, const char *msg, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* One line per finished RPC: time, method ("/pkg.Svc/Method"), gRPC
- * status name and code, duration, backend ("native"/"uapi"), peer and
- * request id (either may be NULL). */
+ * status name and code, duration, backend ("native"/"uapi"), the last
+ * upstream HTTP status (0: none), peer and request id (either may be
+ * NULL). */
 typedef struct {
   const char *method;
   int grpc_code;
@@ -29,6 +30,7 @@ typedef struct {
   const char *backend;
   const char *peer;
   const char *request_id;
+  int upstream_status;
 } usc_log_rpc_t;
 
 void usc_log_rpc(const usc_log_rpc_t *rpc);

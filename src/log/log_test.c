@@ -138,7 +138,7 @@ static void test_json_levels(void **state) {
 
 static void test_level_filter(void **state) {
   (void)state;
-  usc_log_rpc_t rpc = {"/p.S/M", 0, 1000, "native", NULL, NULL};
+  usc_log_rpc_t rpc = {"/p.S/M", 0, 1000, "native", NULL, NULL, 0};
   use(USC_LOG_TEXT, USC_LOG_WARN);
   usc_log(USC_LOG_DEBUG, "dropped", "x");
   usc_log(USC_LOG_INFO, "dropped", "x");
@@ -176,6 +176,7 @@ static const usc_log_rpc_t full_rpc = {
     "native",
     "127.0.0.1:5555",
     "abc",
+    0,
 };
 
 static void test_rpc_text(void **state) {
@@ -187,9 +188,29 @@ static void test_rpc_text(void **state) {
               "peer=127.0.0.1:5555 request_id=abc\n");
 }
 
+static const usc_log_rpc_t upstream_rpc = {"/p.S/M", 5,    2000, "uapi",
+                                           NULL,     NULL, 404};
+
+static void test_rpc_upstream_status_text(void **state) {
+  (void)state;
+  use(USC_LOG_TEXT, USC_LOG_INFO);
+  usc_log_rpc(&upstream_rpc);
+  expect_text(" INFO rpc method=/p.S/M code=NOT_FOUND(5) duration_us=2 "
+              "backend=uapi upstream_status=404\n");
+}
+
+static void test_rpc_upstream_status_json(void **state) {
+  (void)state;
+  use(USC_LOG_JSON, USC_LOG_INFO);
+  usc_log_rpc(&upstream_rpc);
+  expect_json(",\"level\":\"info\",\"msg\":\"rpc\",\"method\":\"/p.S/M\","
+              "\"code\":\"NOT_FOUND\",\"code_num\":5,\"duration_ms\":0.002,"
+              "\"backend\":\"uapi\",\"upstream_status\":404}\n");
+}
+
 static void test_rpc_text_without_peer_and_request_id(void **state) {
   (void)state;
-  usc_log_rpc_t rpc = {"/p.S/M", 0, 999, "uapi", NULL, NULL};
+  usc_log_rpc_t rpc = {"/p.S/M", 0, 999, "uapi", NULL, NULL, 0};
   use(USC_LOG_TEXT, USC_LOG_INFO);
   usc_log_rpc(&rpc);
   expect_text(" INFO rpc method=/p.S/M code=OK(0) duration_us=0 "
@@ -209,7 +230,7 @@ static void test_rpc_json(void **state) {
 
 static void test_rpc_json_without_peer_and_request_id(void **state) {
   (void)state;
-  usc_log_rpc_t rpc = {"/p.S/M", 16, 1234567890123LL, "uapi", NULL, NULL};
+  usc_log_rpc_t rpc = {"/p.S/M", 16, 1234567890123LL, "uapi", NULL, NULL, 0};
   use(USC_LOG_JSON, USC_LOG_INFO);
   usc_log_rpc(&rpc);
   expect_json(",\"level\":\"info\",\"msg\":\"rpc\",\"method\":\"/p.S/M\","
@@ -219,7 +240,7 @@ static void test_rpc_json_without_peer_and_request_id(void **state) {
 
 static void test_rpc_odd_code_and_duration(void **state) {
   (void)state;
-  usc_log_rpc_t rpc = {"/p.S/M", 42, -5000, "native", NULL, NULL};
+  usc_log_rpc_t rpc = {"/p.S/M", 42, -5000, "native", NULL, NULL, 0};
   use(USC_LOG_TEXT, USC_LOG_INFO);
   usc_log_rpc(&rpc);
   expect_text(" INFO rpc method=/p.S/M code=UNKNOWN(42) duration_us=0 "
@@ -251,7 +272,7 @@ static void test_json_utf8(void **state) {
 
 static void test_rpc_json_escaping(void **state) {
   (void)state;
-  usc_log_rpc_t rpc = {"/p.S/M", 0, 0, "native", "p\"", "a\nb\"},\"x\":\""};
+  usc_log_rpc_t rpc = {"/p.S/M", 0, 0, "native", "p\"", "a\nb\"},\"x\":\"", 0};
   use(USC_LOG_JSON, USC_LOG_INFO);
   usc_log_rpc(&rpc);
   assert_non_null(strstr(captured.buf, ",\"peer\":\"p\\\"\",\"request_id\":\""
@@ -267,7 +288,8 @@ static void test_text_escaping(void **state) {
 
 static void test_rpc_text_quoting(void **state) {
   (void)state;
-  usc_log_rpc_t rpc = {"/p.S/M", 0, 0, "native", "", "abc level=ERROR \"x\\\n"};
+  usc_log_rpc_t rpc = {"/p.S/M", 0, 0, "native", "", "abc level=ERROR \"x\\\n",
+                       0};
   use(USC_LOG_TEXT, USC_LOG_INFO);
   usc_log_rpc(&rpc);
   expect_text(" INFO rpc method=/p.S/M code=OK(0) duration_us=0 "
@@ -331,7 +353,7 @@ static void test_long_message_is_capped(void **state) {
 static void test_long_rpc_field_is_capped(void **state) {
   (void)state;
   char method[10000];
-  usc_log_rpc_t rpc = {method, 3, 0, "native", "1.2.3.4:5", "r"};
+  usc_log_rpc_t rpc = {method, 3, 0, "native", "1.2.3.4:5", "r", 0};
   memset(method, 'z', sizeof method - 1);
   method[sizeof method - 1] = '\0';
   use(USC_LOG_JSON, USC_LOG_INFO);
@@ -388,6 +410,8 @@ int main(void) {
       TEST(test_no_detail),
       TEST(test_empty_detail_json),
       TEST(test_rpc_text),
+      TEST(test_rpc_upstream_status_text),
+      TEST(test_rpc_upstream_status_json),
       TEST(test_rpc_text_without_peer_and_request_id),
       TEST(test_rpc_json),
       TEST(test_rpc_json_without_peer_and_request_id),
