@@ -528,6 +528,23 @@ class MaxConnectionsTests(TransportTest):
 
 class DrainTests(TransportTest):
 
+    def test_second_signal_exits_at_once(self):
+        sidecar = Sidecar("--shutdown-grace", "30000").start()
+        try:
+            c = RawConn(sidecar.address)
+            self.addCleanup(c.close)
+            c.start("CreateSimplePhoneCall")  # in flight: the drain waits
+            c.wait_for(lambda f: isinstance(f, hf.SettingsFrame))
+            sidecar.proc.send_signal(signal.SIGTERM)
+            c.wait_for(is_goaway)
+            t0 = time.monotonic()
+            sidecar.proc.send_signal(signal.SIGTERM)
+            code = sidecar.proc.wait(timeout=5)
+            self.assertLess(time.monotonic() - t0, 2)
+            self.assertNotEqual(code, 0)  # it did not drain
+        finally:
+            sidecar.kill()
+
     def test_two_goaways_on_sigterm(self):
         sidecar = Sidecar().start()
         try:
