@@ -239,7 +239,10 @@ static void on_upstream_done(void *user, const usc_upstream_result_t *r) {
     health_upstream(rpc->dispatch, false);
   else if (r->error == USC_UPSTREAM_OK)
     health_upstream(rpc->dispatch, true);
-  if (r->error == USC_UPSTREAM_CONNECT_FAILED && is_auto(rpc)) {
+  /* The fallback answers only what the upstream never saw: not the fetch
+   * that follows an update it accepted. */
+  if (r->error == USC_UPSTREAM_CONNECT_FAILED && is_auto(rpc) &&
+      !rpc->fetching) {
     record(rpc, false);
     usc_metrics_fallback(metrics);
     rpc->backend = "native";
