@@ -21,7 +21,7 @@ PACKAGES := $(BUILD_PACKAGES) $(TEST_PACKAGES)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NODE_DIR := tests/interop/node
 
-.PHONY: run test build deps node-deps format clean
+.PHONY: run test build deps node-deps format clean bench
 
 run: deps build
 	@echo "uapi-sidecar: serving PhoneCallService (native backend) on $(LISTEN); Ctrl-C stops it"
@@ -53,3 +53,8 @@ format:
 clean:
 	$(BAZEL) clean
 	rm -rf build $(NODE_DIR)/node_modules
+
+# Not part of make test: GetPhoneCall throughput against a grpc++ reference
+# server and nghttpd; writes bench/RESULTS.md (bench/run.sh).
+bench: deps build
+	bench/run.sh
