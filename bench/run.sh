@@ -7,6 +7,9 @@
 # with `nghttp -v`, calibrate -n for ~5 s, run h2load pinned to core 1 three
 # times and keep the median req/s; CPU time per request comes from the
 # server's utime+stime in /proc/PID/stat around the three runs.
+# Then "memory and start" of the sidecar alone (bench/memstart.py): time to
+# listening and to a first call, idle RSS, RSS per idle HTTP/2 connection
+# and per call held, against the targets from the issue.
 # Nothing in `make test` runs this or depends on its figures.
 set -euo pipefail
 
@@ -136,6 +139,9 @@ grpc_server() { # NAME PORT CMD...
 grpc_server uapi-sidecar "$PORT_SIDECAR" "$SIDECAR" --backend native \
   --listen "127.0.0.1:$PORT_SIDECAR" --admin-listen 127.0.0.1:0 --log-level warn
 SIDECAR_RESP_SIZE=$RESP_SIZE
+echo "bench: uapi-sidecar memory and start"
+/usr/bin/python3 bench/memstart.py "$SIDECAR" "$WORK/create.bin" "$WORK/memstart.md" \
+  "$SERVER_CPU" "$CLIENT_CPU"
 SERVER_CMD_SIDECAR="taskset -c $SERVER_CPU $SIDECAR --backend native --listen 127.0.0.1:$PORT_SIDECAR --admin-listen 127.0.0.1:0 --log-level warn"
 grpc_server ref-grpc++ "$PORT_REF" "$REF" "$PORT_REF"
 SERVER_CMD_REF="taskset -c $SERVER_CPU $REF $PORT_REF"
@@ -160,7 +166,7 @@ ratio() { # A B -> A/B or n/a
 
 OUT=bench/RESULTS.md
 {
-  echo "# Benchmark results: GetPhoneCall"
+  echo "# Benchmark results: GetPhoneCall, memory and start"
   echo
   echo "Written by \`bench/run.sh\` (\`make bench\`) on $(date -u +%Y-%m-%dT%H:%MZ)."
   echo "Nothing in \`make test\` runs the benchmark or depends on these figures;"
@@ -215,6 +221,8 @@ OUT=bench/RESULTS.md
   echo "Ratios are req/s of the row's server divided by req/s of the other."
   echo "ref-grpc++ is \`bench/ref/ref_server.cc\`: grpc++ $(dpkg-query -W -f='${Version}' libgrpc++-dev 2>/dev/null || echo '?') callback API,"
   echo "CreateSimplePhoneCall, GetPhoneCall, OnHold and OffHold only (the rest UNIMPLEMENTED)."
+  echo
+  cat "$WORK/memstart.md"
 } >"$OUT"
 echo "bench: wrote $OUT"
 cat "$OUT"

@@ -4,8 +4,8 @@ writes the gRPC-framed request bodies h2load sends.
 
 usage: setup_call.py ADDRESS OUTDIR
 
-Writes OUTDIR/get.bin (GetPhoneCall), OUTDIR/onhold.bin, OUTDIR/offhold.bin
-(each a 5-byte gRPC message header then the serialized request) and prints
+Writes OUTDIR/get.bin (GetPhoneCall), OUTDIR/onhold.bin, OUTDIR/offhold.bin,
+OUTDIR/create.bin (CreateSimplePhoneCall, as the one call made here) (each a 5-byte gRPC message header then the serialized request) and prints
 one line: "<call id> <serialized GetPhoneCall response size>".
 Stubs are generated at run time with protoc, as the interop tests do.
 """
@@ -46,10 +46,9 @@ def main():
         with grpc.insecure_channel(address) as ch:
             grpc.channel_ready_future(ch).result(timeout=10)
             stub = pb2_grpc.PhoneCallServiceStub(ch)
-            created = stub.CreateSimplePhoneCall(
-                pb2.CreatePhoneCallRequest(extension=EXT, source=[EXT],
-                                           destination=["210"]),
-                timeout=10)
+            create = pb2.CreatePhoneCallRequest(extension=EXT, source=[EXT],
+                                                destination=["210"])
+            created = stub.CreateSimplePhoneCall(create, timeout=10)
             call_id = created.phone_calls[0].id
             get = pb2.GetPhoneCallRequest(extension=EXT, phone_call_id=call_id)
             got = stub.GetPhoneCall(get, timeout=10)
@@ -57,6 +56,8 @@ def main():
                         phone_call_view_id="00")
             with open(os.path.join(outdir, "get.bin"), "wb") as f:
                 f.write(frame(get))
+            with open(os.path.join(outdir, "create.bin"), "wb") as f:
+                f.write(frame(create))
             with open(os.path.join(outdir, "onhold.bin"), "wb") as f:
                 f.write(frame(pb2.OnHoldRequest(**hold)))
             with open(os.path.join(outdir, "offhold.bin"), "wb") as f:
