@@ -381,31 +381,12 @@ CONN_MS_FLAG(apply_keepalive_time, keepalive_time_ns, 0)
 CONN_MS_FLAG(apply_keepalive_timeout, keepalive_timeout_ns, 1)
 CONN_MS_FLAG(apply_keepalive_min_time, keepalive_min_time_ns, 0)
 
-/* Bytes, or a number of KiB or MiB. */
 static bool apply_max_recv_message_size(const char *value, usc_config_t *config,
                                         char *why, size_t why_cap) {
-  size_t digits = strspn(value, "0123456789");
-  const char *suffix = value + digits;
-  uint64_t unit = 1, v;
-
-  if (strcasecmp(suffix, "KiB") == 0)
-    unit = 1024;
-  else if (strcasecmp(suffix, "MiB") == 0)
-    unit = 1024 * 1024;
-  else if (*suffix != '\0')
-    digits = 0;
-  if (digits == 0) {
-    set_why(why, why_cap,
-            "is not a size in bytes (digits, optionally "
-            "followed by KiB or MiB)");
+  uint64_t v;
+  if (!parse_size(value, 1, INT31_MAX, &v, why, why_cap))
     return false;
-  }
-  /* Anything that would overflow is simply out of range. */
-  if (!parse_digits(value, digits, &v) || v > INT31_MAX / unit)
-    v = UINT64_MAX / unit;
-  if (!check_range(v * unit, 1, INT31_MAX, why, why_cap))
-    return false;
-  config->max_recv_message_size = (size_t)(v * unit);
+  config->max_recv_message_size = (size_t)v;
   return true;
 }
 
