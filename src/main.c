@@ -214,8 +214,12 @@ static int start_upstream(sidecar_t *app) {
       .max_requests = c->upstream_max_requests,
   };
   if (usc_upstream_create(&app->loop, &upstream, &app->upstream) != 0) {
-    usc_log(USC_LOG_ERROR, "cannot start", "--uapi-url: cannot use %s",
-            c->uapi_url);
+    const char *why = usc_upstream_global_error();
+    if (why[0] != '\0')
+      usc_log(USC_LOG_ERROR, "cannot start", "upstream client: %s", why);
+    else
+      usc_log(USC_LOG_ERROR, "cannot start", "--uapi-url: cannot use %s",
+              c->uapi_url);
     return USC_ERR_INVALID;
   }
   if (c->status_map_file[0] != '\0' && read_status_map(app) != 0)

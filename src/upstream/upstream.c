@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "src/base/base.h"
+#include "src/upstream/curl_lib.h"
 
 #define DEFAULT_TIMEOUT_MS 10000
 #define DEFAULT_CONNECT_TIMEOUT_MS 3000
@@ -106,20 +107,27 @@ struct usc_upstream {
 /* ---- global ---- */
 
 static bool curl_ready;
+static char global_error[256];
 
 int usc_upstream_global_init(void) {
   if (curl_ready)
     return 0;
-  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+  if (curl_lib_load(global_error, sizeof global_error) != 0)
     return USC_ERR_STATE;
+  if (curl_lib.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    snprintf(global_error, sizeof global_error, "curl_global_init failed");
+    return USC_ERR_STATE;
+  }
   curl_ready = true;
   return 0;
 }
 
+const char *usc_upstream_global_error(void) { return global_error; }
+
 void usc_upstream_global_cleanup(void) {
   if (!curl_ready)
     return;
-  curl_global_cleanup();
+  curl_lib.global_cleanup();
   curl_ready = false;
 }
 
@@ -245,11 +253,11 @@ static bool base_url_ok(const char *url) {
       return false;
   }
   /* libcurl's own parser has the last word on what it will accept. */
-  CURLU *u = curl_url();
+  CURLU *u = curl_lib.url();
   if (u == NULL)
     return false;
-  bool ok = curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK;
-  curl_url_cleanup(u);
+  bool ok = curl_lib.url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK;
+  curl_lib.url_cleanup(u);
   return ok;
 }
 
@@ -316,7 +324,7 @@ static void on_timer_closed(uv_handle_t *handle) {
  * it 0 on a reused connection, and until TLS is up on a new one. */
 static bool was_sent(const usc_upstream_req_t *req) {
   curl_off_t pretransfer = 0;
-  curl_easy_getinfo(req->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+  curl_lib.easy_getinfo(req->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
   return pretransfer > 0;
 }
 
@@ -363,7 +371,7 @@ static int http_version(const usc_upstream_req_t *req, long status) {
   long version = 0;
   if (status == 0)
     return 0;
-  curl_easy_getinfo(req->easy, CURLINFO_HTTP_VERSION, &version);
+  curl_lib.easy_getinfo(req->easy, CURLINFO_HTTP_VERSION, &version);
   switch (version) {
   case CURL_HTTP_VERSION_1_0:
     return 10;
@@ -386,15 +394,15 @@ static const char *error_text(usc_upstream_req_t *req, CURLcode code,
              req->client->config.max_body);
   else if (error == USC_UPSTREAM_NOMEM)
     snprintf(req->errbuf, sizeof(req->errbuf), "out of memory");
-  return req->errbuf[0] != '\0' ? req->errbuf : curl_easy_strerror(code);
+  return req->errbuf[0] != '\0' ? req->errbuf : curl_lib.easy_strerror(code);
 }
 
 static void fill_result(usc_upstream_req_t *req, CURLcode code,
                         usc_upstream_result_t *res) {
   long status = 0;
   curl_off_t total_us = 0;
-  curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_getinfo(req->easy, CURLINFO_TOTAL_TIME_T, &total_us);
+  curl_lib.easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+  curl_lib.easy_getinfo(req->easy, CURLINFO_TOTAL_TIME_T, &total_us);
   *res = (usc_upstream_result_t){
       .error = classify(req, code),
       .status = (int)status,
@@ -469,7 +477,7 @@ static void detach(usc_upstream_req_t *req) {
   unlink_active(req);
   req->in_multi = false;
   if (in_multi)
-    curl_multi_remove_handle(req->client->multi, req->easy);
+    curl_lib.multi_remove_handle(req->client->multi, req->easy);
 }
 
 /* Runs the callback with `res` (filled before detaching, while libcurl's
@@ -511,11 +519,11 @@ static void on_deadline(uv_timer_t *timer) {
 static void check_done(usc_upstream_t *c) {
   CURLMsg *msg;
   int left;
-  while (!c->closing && (msg = curl_multi_info_read(c->multi, &left))) {
+  while (!c->closing && (msg = curl_lib.multi_info_read(c->multi, &left))) {
     if (msg->msg != CURLMSG_DONE)
       continue;
     char *priv = NULL;
-    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+    curl_lib.easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
     usc_upstream_req_t *req = (usc_upstream_req_t *)priv;
     usc_upstream_result_t res;
     fill_result(req, msg->data.result, &res);
@@ -565,7 +573,7 @@ static void on_timer(uv_timer_t *timer) {
   complete_pending(c);
   if (c->closing)
     return;
-  curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  curl_lib.multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   check_done(c);
 }
 
@@ -596,7 +604,7 @@ static void on_poll(uv_poll_t *poll, int status, int events) {
     flags |= CURL_CSELECT_IN;
   if (events & UV_WRITABLE)
     flags |= CURL_CSELECT_OUT;
-  curl_multi_socket_action(c->multi, s->fd, flags, &running);
+  curl_lib.multi_socket_action(c->multi, s->fd, flags, &running);
   check_done(c);
 }
 
@@ -625,7 +633,7 @@ static sock_t *sock_new(usc_upstream_t *c, curl_socket_t fd,
 static void fail_transfer(CURL *easy, usc_upstream_error_t error) {
   char *priv = NULL;
   if (easy != NULL)
-    curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+    curl_lib.easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
   if (priv != NULL)
     set_pending((usc_upstream_req_t *)priv, error);
 }
@@ -654,7 +662,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
       fail_transfer(easy, error);
       return 0;
     }
-    curl_multi_assign(c->multi, fd, s);
+    curl_lib.multi_assign(c->multi, fd, s);
   }
   int events = ((what & CURL_POLL_IN) ? UV_READABLE : 0) |
                ((what & CURL_POLL_OUT) ? UV_WRITABLE : 0);
@@ -733,12 +741,12 @@ static usc_upstream_req_t *req_get(usc_upstream_t *c) {
   if (req != NULL) {
     c->pool = req->next;
     c->n_pooled--;
-    curl_easy_reset(req->easy);
+    curl_lib.easy_reset(req->easy);
   } else {
     req = usc_calloc(1, sizeof(*req));
     if (req == NULL)
       return NULL;
-    req->easy = curl_easy_init();
+    req->easy = curl_lib.easy_init();
     if (req->easy == NULL) {
       usc_free(req);
       return NULL;
@@ -752,8 +760,8 @@ static usc_upstream_req_t *req_get(usc_upstream_t *c) {
 }
 
 static void req_destroy(usc_upstream_req_t *req) {
-  curl_slist_free_all(req->headers);
-  curl_easy_cleanup(req->easy);
+  curl_lib.slist_free_all(req->headers);
+  curl_lib.easy_cleanup(req->easy);
   buf_free(&req->url);
   buf_free(&req->line);
   buf_free(&req->out);
@@ -764,7 +772,7 @@ static void req_destroy(usc_upstream_req_t *req) {
 /* Back to the pool with its easy handle and modest buffers. */
 static void req_put(usc_upstream_req_t *req) {
   usc_upstream_t *c = req->client;
-  curl_slist_free_all(req->headers);
+  curl_lib.slist_free_all(req->headers);
   req->headers = NULL;
   buf_recycle(&req->url);
   buf_recycle(&req->line);
@@ -786,7 +794,7 @@ static void req_put(usc_upstream_req_t *req) {
 }
 
 static int append_line(usc_upstream_req_t *req, const char *line) {
-  struct curl_slist *list = curl_slist_append(req->headers, line);
+  struct curl_slist *list = curl_lib.slist_append(req->headers, line);
   if (list == NULL)
     return USC_ERR_NOMEM;
   req->headers = list;
@@ -862,36 +870,39 @@ static bool set_common(usc_upstream_req_t *req, long timeout_ms) {
   bool may_multiplex =
       c->config.http == USC_UPSTREAM_HTTP_2_PRIOR_KNOWLEDGE ||
       (c->https && c->config.http == USC_UPSTREAM_HTTP_DEFAULT);
-  return curl_easy_setopt(e, CURLOPT_URL, req->url.data) == CURLE_OK &&
-         curl_easy_setopt(e, CURLOPT_PRIVATE, req) == CURLE_OK &&
-         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf) == CURLE_OK &&
-         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
-         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
-         curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
-         curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
-                          curl_http_version(c->config.http)) == CURLE_OK &&
-         curl_easy_setopt(e, CURLOPT_PIPEWAIT, may_multiplex ? 1L : 0L) ==
+  return curl_lib.easy_setopt(e, CURLOPT_URL, req->url.data) == CURLE_OK &&
+         curl_lib.easy_setopt(e, CURLOPT_PRIVATE, req) == CURLE_OK &&
+         curl_lib.easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf) ==
              CURLE_OK &&
-         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms) == CURLE_OK &&
-         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                          (long)c->config.connect_timeout_ms) == CURLE_OK &&
-         curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE,
-                          (curl_off_t)c->config.max_body) == CURLE_OK &&
-         curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) == CURLE_OK &&
-         curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK &&
-         curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK &&
+         curl_lib.easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+         curl_lib.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") ==
+             CURLE_OK &&
+         curl_lib.easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
+         curl_lib.easy_setopt(e, CURLOPT_HTTP_VERSION,
+                              curl_http_version(c->config.http)) == CURLE_OK &&
+         curl_lib.easy_setopt(e, CURLOPT_PIPEWAIT, may_multiplex ? 1L : 0L) ==
+             CURLE_OK &&
+         curl_lib.easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms) == CURLE_OK &&
+         curl_lib.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                              (long)c->config.connect_timeout_ms) == CURLE_OK &&
+         curl_lib.easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE,
+                              (curl_off_t)c->config.max_body) == CURLE_OK &&
+         curl_lib.easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) == CURLE_OK &&
+         curl_lib.easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK &&
+         curl_lib.easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK &&
          (c->ca_file == NULL ||
-          curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file) == CURLE_OK) &&
-         curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent) == CURLE_OK;
+          curl_lib.easy_setopt(e, CURLOPT_CAINFO, c->ca_file) == CURLE_OK) &&
+         curl_lib.easy_setopt(e, CURLOPT_USERAGENT, c->user_agent) == CURLE_OK;
 }
 
 static bool set_io(usc_upstream_req_t *req) {
   CURL *e = req->easy;
-  return curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
-         curl_easy_setopt(e, CURLOPT_WRITEDATA, req) == CURLE_OK &&
-         curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
-         curl_easy_setopt(e, CURLOPT_HEADERDATA, req) == CURLE_OK &&
-         curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers) == CURLE_OK;
+  return curl_lib.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
+         curl_lib.easy_setopt(e, CURLOPT_WRITEDATA, req) == CURLE_OK &&
+         curl_lib.easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) ==
+             CURLE_OK &&
+         curl_lib.easy_setopt(e, CURLOPT_HEADERDATA, req) == CURLE_OK &&
+         curl_lib.easy_setopt(e, CURLOPT_HTTPHEADER, req->headers) == CURLE_OK;
 }
 
 /* GET is libcurl's default; POSTFIELDS gives a body (Content-Length: 0
@@ -903,14 +914,14 @@ static bool set_method(usc_upstream_req_t *req, usc_upstream_method_t m) {
   bool with_body =
       m == USC_UPSTREAM_POST || m == USC_UPSTREAM_PUT || req->out.len > 0;
   if (m == USC_UPSTREAM_GET)
-    return curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) == CURLE_OK;
+    return curl_lib.easy_setopt(e, CURLOPT_HTTPGET, 1L) == CURLE_OK;
   if (with_body &&
-      (curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-                        (curl_off_t)req->out.len) != CURLE_OK ||
-       curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->out.data) != CURLE_OK))
+      (curl_lib.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                            (curl_off_t)req->out.len) != CURLE_OK ||
+       curl_lib.easy_setopt(e, CURLOPT_POSTFIELDS, req->out.data) != CURLE_OK))
     return false;
   return m == USC_UPSTREAM_POST ||
-         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, names[m]) == CURLE_OK;
+         curl_lib.easy_setopt(e, CURLOPT_CUSTOMREQUEST, names[m]) == CURLE_OK;
 }
 
 static int req_prepare(usc_upstream_req_t *req, const usc_upstream_request_t *r,
@@ -960,7 +971,7 @@ int usc_upstream_request(usc_upstream_t *c, const usc_upstream_request_t *r,
   req->deadline.key = (int64_t)(uv_now(c->loop) + (uint64_t)timeout_ms);
   rc = req_prepare(req, r, timeout_ms);
   if (rc == 0 && timeout_ms > 0) {
-    if (curl_multi_add_handle(c->multi, req->easy) != CURLM_OK)
+    if (curl_lib.multi_add_handle(c->multi, req->easy) != CURLM_OK)
       rc = USC_ERR_NOMEM;
     req->in_multi = rc == 0;
   }
@@ -1029,19 +1040,19 @@ static void apply_defaults(usc_upstream_config_t *cfg) {
 static bool setup_multi(usc_upstream_t *c) {
   CURLM *m = c->multi;
   long conns = (long)c->config.max_connections;
-  return curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, on_curl_socket) ==
+  return curl_lib.multi_setopt(m, CURLMOPT_SOCKETFUNCTION, on_curl_socket) ==
              CURLM_OK &&
-         curl_multi_setopt(m, CURLMOPT_SOCKETDATA, c) == CURLM_OK &&
-         curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, on_curl_timer) ==
+         curl_lib.multi_setopt(m, CURLMOPT_SOCKETDATA, c) == CURLM_OK &&
+         curl_lib.multi_setopt(m, CURLMOPT_TIMERFUNCTION, on_curl_timer) ==
              CURLM_OK &&
-         curl_multi_setopt(m, CURLMOPT_TIMERDATA, c) == CURLM_OK &&
-         curl_multi_setopt(m, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX) ==
+         curl_lib.multi_setopt(m, CURLMOPT_TIMERDATA, c) == CURLM_OK &&
+         curl_lib.multi_setopt(m, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX) ==
              CURLM_OK &&
-         curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS, conns) ==
+         curl_lib.multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS, conns) ==
              CURLM_OK &&
-         curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, conns) ==
+         curl_lib.multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, conns) ==
              CURLM_OK &&
-         curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, conns) == CURLM_OK;
+         curl_lib.multi_setopt(m, CURLMOPT_MAXCONNECTS, conns) == CURLM_OK;
 }
 
 /* Frees what the client owns; its handles are closed (or never opened). */
@@ -1052,7 +1063,7 @@ static void client_free(usc_upstream_t *c) {
     req_destroy(req);
   }
   if (c->multi != NULL)
-    curl_multi_cleanup(c->multi);
+    curl_lib.multi_cleanup(c->multi);
   usc_heap_free(&c->deadlines);
   usc_free(c->base_url);
   usc_free(c->ca_file);
@@ -1062,11 +1073,11 @@ static void client_free(usc_upstream_t *c) {
 
 int usc_upstream_create(uv_loop_t *loop, const usc_upstream_config_t *config,
                         usc_upstream_t **out) {
-  if (!base_url_ok(config->base_url))
-    return USC_ERR_INVALID;
   int rc = usc_upstream_global_init();
   if (rc != 0)
     return rc;
+  if (!base_url_ok(config->base_url))
+    return USC_ERR_INVALID;
   usc_upstream_t *c = usc_calloc(1, sizeof(*c));
   if (c == NULL)
     return USC_ERR_NOMEM;
@@ -1076,7 +1087,7 @@ int usc_upstream_create(uv_loop_t *loop, const usc_upstream_config_t *config,
   rc = copy_strings(c, config);
   if (rc == 0 && usc_heap_reserve(&c->deadlines, c->config.max_requests) != 0)
     rc = USC_ERR_NOMEM;
-  if (rc == 0 && (c->multi = curl_multi_init()) == NULL)
+  if (rc == 0 && (c->multi = curl_lib.multi_init()) == NULL)
     rc = USC_ERR_NOMEM;
   if (rc == 0 && !setup_multi(c))
     rc = USC_ERR_STATE;
@@ -1104,7 +1115,7 @@ void usc_upstream_close(usc_upstream_t *c, void (*on_closed)(void *),
     complete_with(c->active, USC_UPSTREAM_CANCELLED, "client closed");
   /* Closes the kept-alive connections; libcurl reports their sockets
    * removed, which closes their polls. Any left are closed here. */
-  curl_multi_cleanup(c->multi);
+  curl_lib.multi_cleanup(c->multi);
   c->multi = NULL;
   while (c->socks != NULL)
     sock_close(c->socks);

@@ -134,10 +134,15 @@ typedef struct {
   void *user;
 } usc_upstream_request_t;
 
-/* Calls curl_global_init once per process; usc_upstream_create calls it,
- * so calling it yourself is only needed to do it early. Not thread-safe
- * (the process has one thread). Returns 0 or USC_ERR_STATE. */
+/* Loads libcurl (only processes that translate pay for it and its
+ * dependencies) and calls curl_global_init, once per process;
+ * usc_upstream_create calls it, so calling it yourself is only needed to
+ * do it early. Not thread-safe (the process has one thread). Returns 0 or
+ * USC_ERR_STATE, with the reason in usc_upstream_global_error(). */
 int usc_upstream_global_init(void);
+
+/* Why usc_upstream_global_init failed ("" when it did not). Static. */
+const char *usc_upstream_global_error(void);
 
 /* Undoes usc_upstream_global_init once no client is left, e.g. at the end
  * of a test process so that leak checkers see libcurl's one-time

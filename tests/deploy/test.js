@@ -686,6 +686,15 @@ function main() {
       assert(runtime.includes(pkg), `${so} (${pkg}) is linked directly but not named in the runtime apt list`);
     }
   });
+  check("Dockerfile runtime apt list names the library loaded at run time (libcurl)", () => {
+    const src = fs.readFileSync(path.join(REPO, "src", "upstream", "curl_lib.c"), "utf8");
+    const m = /#define CURL_SONAME "([^"]+)"/.exec(src);
+    assert(m, "CURL_SONAME not found in src/upstream/curl_lib.c");
+    const line = sh("ldconfig", ["-p"]).split("\n").find((l) => l.trim().startsWith(m[1] + " "));
+    assert(line, `${m[1]} is not installed here`);
+    const pkg = packageOf(line.split("=>").pop().trim());
+    assert(aptPackages(stages[1]).includes(pkg), `${m[1]} (${pkg}) is not in the runtime apt list`);
+  });
   check("Dockerfile.dockerignore keeps build outputs and .git out of the context", () => {
     const lines = fs.readFileSync(path.join(DEPLOY, "Dockerfile.dockerignore"), "utf8").split("\n").map((l) => l.trim());
     for (const p of [".git", "bazel-*", "build", "**/node_modules"]) assert(lines.includes(p), `missing ${p}`);
