@@ -104,9 +104,7 @@ struct conn {
   uint64_t last_ping_recv; /* a client PING, since HEADERS/DATA last sent */
   int ping_strikes;
   uv_write_t write_req;
-  uint8_t *wbuf;
-  size_t wbuf_len;
-  size_t wbuf_cap;
+  uint8_t *unsent; /* what the socket did not take at once; NULL if none */
   usc_h2_call_t *calls;
   char peer[USC_NET_ADDRESS_SIZE];
 };
@@ -126,6 +124,10 @@ struct usc_h2_server {
   size_t inflate_cap;
   uint8_t *pack_buf; /* response messages before compression */
   size_t pack_cap;
+  /* Each connection's output is gathered here and written at once: an
+   * idle connection holds no output buffer of its own. */
+  uint8_t *out_buf;
+  size_t out_cap;
   conn_t *conns;
   usc_heap_t deadlines; /* the started calls that have a deadline */
   usc_h2_call_t *pool;  /* free calls, linked by next_in_conn */
@@ -226,7 +228,8 @@ static void conn_schedule(conn_t *c);
 static void on_write_done(uv_write_t *req, int status) {
   conn_t *c = req->data;
   c->writing = false;
-  c->wbuf_len = 0;
+  usc_free(c->unsent);
+  c->unsent = NULL;
   if (status < 0) {
     conn_close(c);
     return;
@@ -234,42 +237,72 @@ static void on_write_done(uv_write_t *req, int status) {
   mark_dirty(c);
 }
 
-static int wbuf_reserve(conn_t *c, size_t extra) {
-  if (c->wbuf_len + extra <= c->wbuf_cap)
+/* Gathers up to WRITE_HIGH_WATER bytes of the session's output in the
+ * server's out_buf; returns how many, or a negative USC_ERR_*. */
+static ssize_t gather_output(conn_t *c) {
+  usc_h2_server_t *s = c->server;
+  size_t len = 0;
+  while (len < WRITE_HIGH_WATER) {
+    const uint8_t *data;
+    ssize_t n = nghttp2_session_mem_send(c->session, &data);
+    if (n < 0)
+      return USC_ERR_IO;
+    if (n == 0)
+      break;
+    if (len + (size_t)n > s->out_cap) {
+      uint8_t *grown =
+          usc_grow(s->out_buf, &s->out_cap, len + (size_t)n, 16 * 1024);
+      if (grown == NULL)
+        return USC_ERR_NOMEM;
+      s->out_buf = grown;
+    }
+    memcpy(s->out_buf + len, data, (size_t)n);
+    len += (size_t)n;
+  }
+  return (ssize_t)len;
+}
+
+/* Writes what the socket takes now; the rest is copied and queued, and
+ * the connection waits for that write before gathering more. */
+static int write_output(conn_t *c, const uint8_t *data, size_t len) {
+  uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
+  int n = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+  if (n == UV_EAGAIN)
+    n = 0;
+  if (n < 0)
+    return n;
+  if ((size_t)n == len)
     return 0;
-  uint8_t *grown =
-      usc_grow(c->wbuf, &c->wbuf_cap, c->wbuf_len + extra, 16 * 1024);
-  if (grown == NULL)
+  if ((c->unsent = usc_malloc(len - (size_t)n)) == NULL)
     return USC_ERR_NOMEM;
-  c->wbuf = grown;
+  memcpy(c->unsent, data + n, len - (size_t)n);
+  buf = uv_buf_init((char *)c->unsent, (unsigned)(len - (size_t)n));
+  c->write_req.data = c;
+  int rc =
+      uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &buf, 1, on_write_done);
+  if (rc != 0) {
+    usc_free(c->unsent);
+    c->unsent = NULL;
+    return rc;
+  }
+  c->writing = true;
   return 0;
 }
 
 static void conn_flush(conn_t *c) {
   if (c->closing || c->writing)
     return;
-  while (c->wbuf_len < WRITE_HIGH_WATER) {
-    const uint8_t *data;
-    ssize_t n = nghttp2_session_mem_send(c->session, &data);
-    if (n < 0 || wbuf_reserve(c, (size_t)n) != 0) {
+  for (;;) {
+    ssize_t len = gather_output(c);
+    if (len < 0 ||
+        (len > 0 && write_output(c, c->server->out_buf, (size_t)len) != 0)) {
       conn_close(c);
       return;
     }
-    if (n == 0)
+    if (c->writing)
+      return;
+    if (len == 0)
       break;
-    memcpy(c->wbuf + c->wbuf_len, data, (size_t)n);
-    c->wbuf_len += (size_t)n;
-  }
-  if (c->wbuf_len > 0) {
-    uv_buf_t buf = uv_buf_init((char *)c->wbuf, (unsigned)c->wbuf_len);
-    c->write_req.data = c;
-    if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &buf, 1,
-                 on_write_done) != 0) {
-      conn_close(c);
-      return;
-    }
-    c->writing = true;
-    return;
   }
   bool done = !nghttp2_session_want_read(c->session) &&
               !nghttp2_session_want_write(c->session);
@@ -1173,7 +1206,7 @@ static void handle_closed(usc_h2_server_t *s) {
 static void on_conn_closed(uv_handle_t *handle) {
   conn_t *c = handle->data;
   usc_h2_server_t *s = c->server;
-  usc_free(c->wbuf);
+  usc_free(c->unsent);
   usc_free(c);
   handle_closed(s);
 }
@@ -1331,6 +1364,8 @@ static void server_free(usc_h2_server_t *s) {
   s->inflate_buf = NULL;
   usc_free(s->pack_buf);
   s->pack_buf = NULL;
+  usc_free(s->out_buf);
+  s->out_buf = NULL;
   usc_heap_free(&s->conn_timers);
   while (s->pool != NULL) {
     usc_h2_call_t *call = s->pool;
