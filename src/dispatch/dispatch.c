@@ -365,6 +365,15 @@ static rpc_t *rpc_new(usc_dispatch_t *d) {
   return rpc;
 }
 
+/* Copies at most cap - 1 bytes of `text` and ends the copy with NUL (as
+ * snprintf "%.*s" would, without formatting on every call). */
+static void copy_text(char *dst, size_t cap, const char *text, size_t len) {
+  if (len >= cap)
+    len = cap - 1;
+  memcpy(dst, text, len);
+  dst[len] = '\0';
+}
+
 static void on_start(void *user, usc_h2_call_t *call, const char *path,
                      size_t len) {
   usc_dispatch_t *d = user;
@@ -391,13 +400,12 @@ static void on_start(void *user, usc_h2_call_t *call, const char *path,
   rpc->method = method;
   rpc->start_ns = mono_ns();
   rpc->health_index = -1;
-  snprintf(rpc->path, sizeof(rpc->path), "%.*s", (int)len, path);
+  copy_text(rpc->path, sizeof(rpc->path), path, len);
   const char *slash = strchr(rpc->path + 1, '/');
-  int service_len = slash != NULL ? (int)(slash - rpc->path - 1) : 0;
-  snprintf(rpc->service, sizeof(rpc->service), "%.*s", service_len,
-           rpc->path + 1);
-  snprintf(rpc->method_name, sizeof(rpc->method_name), "%s",
-           slash != NULL ? slash + 1 : "");
+  size_t service_len = slash != NULL ? (size_t)(slash - rpc->path - 1) : 0;
+  copy_text(rpc->service, sizeof(rpc->service), rpc->path + 1, service_len);
+  const char *name = slash != NULL ? slash + 1 : "";
+  copy_text(rpc->method_name, sizeof(rpc->method_name), name, strlen(name));
   usc_metrics_rpc_started(d->config.metrics, rpc_type(method), rpc->service,
                           rpc->method_name);
   usc_h2_call_set_user(call, rpc);
