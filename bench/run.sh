@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark of uapi-sidecar's GetPhoneCall against a grpc++ reference server
-# and nghttpd (the HTTP/2 ceiling). Writes bench/RESULTS.md.
+# Benchmark of uapi-sidecar against a grpc++ reference server, nghttpd (the
+# HTTP/2 ceiling) and nginx (translation). Writes bench/RESULTS.md and
+# bench/results.png.
 #
 # For each server: start it pinned to core 0 (taskset), create one call
 # (bench/setup_call.py, not for nghttpd), check grpc-status of one answer
@@ -9,7 +10,10 @@
 # server's utime+stime in /proc/PID/stat around the three runs.
 # Then "memory and start" of the sidecar alone (bench/memstart.py): time to
 # listening and to a first call, idle RSS, RSS per idle HTTP/2 connection
-# and per call held, against the targets from the issue.
+# and per call held, against the targets from the issue; OnHold/OffHold
+# pairs, latency at half of each peak and scaling (bench/suite.py); the
+# translation backend in front of nginx (bench/translate.sh); the plot
+# (bench/plot.py).
 # Nothing in `make test` runs this or depends on its figures.
 set -euo pipefail
 
@@ -28,10 +32,12 @@ PORT_NGHTTPD=${BENCH_PORT_NGHTTPD:-50973}
 METHOD=/uapi.phonecalls.v1.PhoneCallService/GetPhoneCall
 HDRS=(-H 'content-type: application/grpc' -H 'te: trailers')
 
-# Bench-only packages: h2load/nghttp (nghttp2-client), nghttpd (nghttp2-server).
+# Bench-only packages: h2load/nghttp (nghttp2-client), nghttpd
+# (nghttp2-server), matplotlib for the plot.
 missing=""
 command -v h2load >/dev/null || missing="$missing nghttp2-client"
 command -v nghttpd >/dev/null || [ -x /usr/sbin/nghttpd ] || missing="$missing nghttp2-server"
+/usr/bin/python3 -c 'import matplotlib' 2>/dev/null || missing="$missing python3-matplotlib"
 if [ -n "$missing" ]; then
   SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
   echo "bench: installing$missing"
@@ -160,6 +166,22 @@ if [ -n "$NGHTTPD" ]; then
   stop_server
 fi
 
+PEAKS=""
+{
+  echo "{"
+  sep=""
+  for s in "${ORDER[@]}"; do
+    printf '%s "%s": {"rps": %s, "cpu_us": %s}' "$sep" "$s" "${RPS[$s]}" "${CPU_US[$s]}"
+    sep=","
+    PEAKS="$PEAKS$s=${RPS[$s]},"
+  done
+  echo "}"
+} >"$WORK/get.json"
+echo "bench: OnHold/OffHold pairs, latency, scaling"
+/usr/bin/python3 bench/suite.py "$SIDECAR" "$REF" "$NGHTTPD" "$WORK" \
+  "$WORK/suite.md" "$WORK/suite.json" "$PEAKS"
+/usr/bin/python3 bench/plot.py "$WORK/get.json" "$WORK/suite.json" bench/results.png
+
 ratio() { # A B -> A/B or n/a
   if [ -n "${2:-}" ]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; else echo n/a; fi
 }
@@ -218,11 +240,22 @@ OUT=bench/RESULTS.md
     echo "nghttpd was not available: its row and ratios are skipped."
   fi
   echo
+  echo
+  verdict() { awk -v v="$1" -v t="$2" 'BEGIN { if (v == "n/a") print "n/a"; else print (v >= t ? "met" : "not met") }'; }
+  vs_ref=$(ratio "${RPS[uapi-sidecar]}" "${RPS[ref-grpc++]:-}")
+  vs_ngh=$(ratio "${RPS[uapi-sidecar]}" "${RPS[nghttpd]:-}")
+  echo "Targets: GetPhoneCall at least 2x the grpc++ server per core: ${vs_ref}x, $(verdict "$vs_ref" 2);"
+  echo "at least 0.60 of nghttpd: ${vs_ngh}, $(verdict "$vs_ngh" 0.60)."
+  echo
   echo "Ratios are req/s of the row's server divided by req/s of the other."
   echo "ref-grpc++ is \`bench/ref/ref_server.cc\`: grpc++ $(dpkg-query -W -f='${Version}' libgrpc++-dev 2>/dev/null || echo '?') callback API,"
   echo "CreateSimplePhoneCall, GetPhoneCall, OnHold and OffHold only (the rest UNIMPLEMENTED)."
   echo
   cat "$WORK/memstart.md"
+  echo
+  cat "$WORK/suite.md"
+  echo
+  echo "![throughput, latency and scaling](results.png)"
 } >"$OUT"
 echo "bench: wrote $OUT"
 cat "$OUT"
