@@ -11,11 +11,13 @@
  *
  * Indexes. A hash table (linear probing, backward-shift deletion) finds a
  * call by user and id; a list keeps every call ordered by (published,
- * creation) for List and Hangup; a min-heap (base's) on each call's next
- * deadline (ringing that turns into an answer, parking that runs out)
- * lets advance find due work without a scan; a list of the calls with a
- * parked leg serves park positions. The table and heap are grown before a
- * call is built, so nothing can fail once a change has begun. A mirrored
+ * creation) for Hangup and the buckets of index.h the same for List, per
+ * user and per (user, extension) with their counts; a min-heap (base's) on each
+ * call's next deadline (ringing that turns into an answer, parking that runs
+ * out) lets advance find due work without a scan; a list of the calls with a
+ * parked leg serves park positions. The table, heap and buckets are grown
+ * before a call is built or changed, so nothing can fail once a change has
+ * begun. A mirrored
  * call has no deadline: a leg parked upstream has no limit here
  * (park_secs 0). */
 #include "src/state/state.h"
@@ -25,6 +27,7 @@
 #include <string.h>
 
 #include "src/base/base.h"
+#include "src/state/index.h"
 
 #define NS_PER_S INT64_C(1000000000)
 #define DEFAULT_MAX_CALLS 100000
@@ -59,8 +62,9 @@ struct rec {
   uint16_t park_secs[USC_STATE_MAX_VIEWS]; /* 0: parked with no limit */
   uint8_t owned[USC_STATE_MAX_VIEWS];
   uint8_t n_parked;
-  bool kept;          /* usc_state_retain's mark */
-  const char *strs[]; /* sources, destinations, then the text */
+  bool kept;           /* usc_state_retain's mark */
+  index_entry_t index; /* in its user's and its extensions' buckets */
+  const char *strs[];  /* sources, destinations, then the text */
 };
 
 struct usc_state_watch {
@@ -85,6 +89,7 @@ struct usc_state {
   rec_t *parked;
   usc_heap_t heap;
   usc_state_watch_t *watchers;
+  call_index_t index;
 };
 
 /* An address once checked. */
@@ -372,9 +377,36 @@ static void heap_update(usc_state_t *s, rec_t *r) {
 
 /* ---- the published-order list and the parked list ---- */
 
+/* List order: by published, then by creation. */
+static bool rec_before(const void *a, const void *b) {
+  const rec_t *x = a, *y = b;
+  return x->call.published != y->call.published
+             ? x->call.published < y->call.published
+             : x->seq < y->seq;
+}
+
+/* The distinct extensions a call matches, "" (none) left out; returns how
+ * many are in `exts` (at most 1 + USC_STATE_MAX_VIEWS). */
+static size_t call_exts(const rec_t *r, const char **exts) {
+  size_t n = 0;
+  for (size_t i = 0; i <= r->call.n_views; i++) {
+    const char *ext = i == 0 ? r->call.extension : r->legs[i - 1].extension;
+    if (ext == NULL || ext[0] == '\0' || in_texts(exts, n, ext))
+      continue;
+    exts[n++] = ext;
+  }
+  return n;
+}
+
+static int index_call(usc_state_t *s, rec_t *r) {
+  const char *exts[1 + USC_STATE_MAX_VIEWS];
+  size_t n = call_exts(r, exts);
+  return index_add(&s->index, &r->index, r, r->call.user, exts, n);
+}
+
 static void list_insert(usc_state_t *s, rec_t *r) {
   rec_t *after = s->tail;
-  while (after != NULL && after->call.published > r->call.published)
+  while (after != NULL && rec_before(r, after))
     after = after->prev;
   r->prev = after;
   r->next = after != NULL ? after->next : s->head;
@@ -463,6 +495,7 @@ static void free_call(rec_t *r) {
 static void end_call(usc_state_t *s, rec_t *r, int64_t now) {
   table_remove(s, r);
   list_unlink(s, r);
+  index_remove(&s->index, &r->index);
   usc_heap_remove(&s->heap, &r->due);
   if (r->n_parked > 0)
     park_unlink(s, r);
@@ -538,6 +571,7 @@ int usc_state_new(const usc_state_config_t *config, usc_state_t **out) {
   s->max_calls = c->max_calls != 0 ? c->max_calls : DEFAULT_MAX_CALLS;
   s->ring_ns = c->ring_ns > 0 ? c->ring_ns : 0;
   s->rng = c->seed;
+  index_init(&s->index, rec_before);
   *out = s;
   return 0;
 }
@@ -548,8 +582,10 @@ void usc_state_free(usc_state_t *state) {
   rec_t *next_call;
   for (rec_t *r = state->head; r != NULL; r = next_call) {
     next_call = r->next;
+    index_remove(&state->index, &r->index);
     free_call(r);
   }
+  index_free(&state->index);
   usc_state_watch_t *next_watch;
   for (usc_state_watch_t *w = state->watchers; w != NULL; w = next_watch) {
     next_watch = w->next;
@@ -825,8 +861,15 @@ int usc_state_create(usc_state_t *state, const usc_state_create_t *req,
                        "pc_destination_invalid", err);
   if (rc == 0)
     rc = make_room(state, err);
+  uint64_t rng = state->rng, seq = state->next_seq;
   if (rc == 0 && new_call(state, req, t.user, now, &r) != 0)
     rc = NO_MEMORY(err, "creating a call");
+  if (rc == 0 && index_call(state, r) != 0) {
+    free_call(r);
+    state->rng = rng; /* a failed create takes no id */
+    state->next_seq = seq;
+    rc = NO_MEMORY(err, "creating a call");
+  }
   if (rc != 0)
     return rc;
   table_put(state, r);
@@ -1084,6 +1127,8 @@ static void gather(gather_t *g, const rec_t *r, const target_t *t,
   g->total++;
 }
 
+/* Reads the bucket of the user and extension only; without a filter its
+ * count is the total, and only the page itself is read. */
 static void gather_all(gather_t *g, const usc_state_t *s, const target_t *t,
                        const query_t *q) {
   const rec_t *r;
@@ -1092,9 +1137,19 @@ static void gather_all(gather_t *g, const usc_state_t *s, const target_t *t,
       gather(g, r, t, q);
     return;
   }
-  for (r = q->descending ? s->tail : s->head; r != NULL;
-       r = q->descending ? r->prev : r->next)
-    gather(g, r, t, q);
+  const index_bucket_t *b =
+      index_find(&s->index, t->user, is_self(t->ext) ? NULL : t->ext);
+  const index_member_t *m = index_first(b, q->descending);
+  if (q->by != BY_NONE) {
+    for (; m != NULL; m = index_next(m, q->descending))
+      gather(g, m->owner, t, q);
+    return;
+  }
+  g->total = index_count(b);
+  for (size_t i = 0; m != NULL && g->n < (size_t)q->count;
+       m = index_next(m, q->descending), i++)
+    if (i >= (size_t)q->start)
+      g->calls[g->n++] = &((const rec_t *)m->owner)->call;
 }
 
 int usc_state_list(usc_state_t *state, const usc_state_list_t *req, int64_t now,
@@ -1455,6 +1510,23 @@ static int apply_action(usc_state_t *s, rec_t *r, size_t i,
   }
 }
 
+/* A leg may take send_call_to as its extension: its bucket is made ready
+ * first, and the call's memberships follow whatever the action did. */
+static int act_indexed(usc_state_t *s, rec_t *r, size_t i,
+                       const usc_state_action_t *req, int64_t now,
+                       prior_t *prior, usc_state_err_t *err) {
+  if (!is_set(req->send_call_to))
+    return apply_action(s, r, i, req, now, prior, err);
+  index_reservation_t res;
+  if (index_reserve(&s->index, r->call.user, req->send_call_to, &res) != 0)
+    return NO_MEMORY(err, "indexing a call");
+  int rc = apply_action(s, r, i, req, now, prior, err);
+  const char *exts[1 + USC_STATE_MAX_VIEWS];
+  size_t n = call_exts(r, exts);
+  index_sync(&s->index, &r->index, r->call.user, exts, n, &res);
+  return rc;
+}
+
 int usc_state_act(usc_state_t *state, const usc_state_action_t *req,
                   int64_t now, const usc_state_call_t **call,
                   usc_state_err_t *err) {
@@ -1479,7 +1551,7 @@ int usc_state_act(usc_state_t *state, const usc_state_action_t *req,
   if (rc == 0)
     rc = check_leg_state(r, leg, req->kind, err);
   if (rc == 0)
-    rc = apply_action(state, r, leg, req, now, &prior, err);
+    rc = act_indexed(state, r, leg, req, now, &prior, err);
   if (rc != 0)
     return rc;
   heap_update(state, r);
@@ -1758,8 +1830,7 @@ static void list_replace(usc_state_t *s, const rec_t *old, rec_t *r) {
 /* Puts `r` in the place of `old`, which it replaces, and frees `old`.
  * Watchers of either hear of it. */
 static void replace_call(usc_state_t *s, rec_t *old, rec_t *r, int64_t now) {
-  r->seq = old->seq;
-  r->due.tie = old->seq;
+  index_remove(&s->index, &old->index);
   table_remove(s, old);
   table_put(s, r);
   if (r->call.published == old->call.published) {
@@ -1806,12 +1877,17 @@ int usc_state_put(usc_state_t *state, const usc_state_address_t *owner,
     return rc;
   if (new_mirrored(snapshot, user, published, &r) != 0)
     return NO_MEMORY(err, "mirroring a call");
+  r->seq = old != NULL ? old->seq : state->next_seq;
+  r->due.tie = r->seq;
+  if (index_call(state, r) != 0) {
+    free_call(r);
+    return NO_MEMORY(err, "mirroring a call");
+  }
   if (old != NULL) {
     replace_call(state, old, r, now);
     return 0;
   }
-  r->seq = state->next_seq++;
-  r->due.tie = r->seq;
+  state->next_seq++;
   table_put(state, r);
   list_insert(state, r);
   if (r->n_parked > 0)

@@ -2605,7 +2605,9 @@ static void test_failed_create_keeps_ids(void **unused) {
   call_id_t want;
   create_default(ref, T0, want);
   usc_state_free(ref);
-  for (size_t n = 1; n <= 4; n++) { /* heap, table, call, legs */
+  /* heap, table, call, legs, then the index: its table, three buckets
+   * (the user's, two extensions) and two members */
+  for (size_t n = 1; n <= 10; n++) {
     usc_state_t *s = engine(&cfg);
     usc_state_create_t c = simple("@me", "0003*210");
     const usc_state_call_t *call;
@@ -2621,6 +2623,147 @@ static void test_failed_create_keeps_ids(void **unused) {
     assert_string_equal(got, want);
     usc_state_free(s);
   }
+}
+
+/* The per-user and per-extension buckets List reads follow every change
+ * of a call's extensions: a random mix of creates, transfers, pick-ups,
+ * barge-ins, mirrored replacements and hangups, with every List checked
+ * against the calls themselves after each step. */
+enum { IX_USERS = 2, IX_EXTS = 5, IX_MAX = 64 };
+static const char *const IX_USER[IX_USERS] = {"1", "12"};
+static const char *const IX_EXT[IX_EXTS] = {"0003*210", "0003*300", "0003*400",
+                                            "777", "0003*211"};
+
+typedef struct {
+  usc_state_t *s;
+  call_id_t id[IX_MAX];
+  int user[IX_MAX];
+  size_t n;
+  uint64_t rng;
+} ix_run_t;
+
+static unsigned ix_rand(ix_run_t *r, unsigned n) {
+  r->rng = r->rng * UINT64_C(6364136223846793005) + 1442695040888963407u;
+  return (unsigned)(r->rng >> 33) % n;
+}
+
+static const usc_state_call_t *ix_get(ix_run_t *r, size_t i) {
+  usc_state_address_t a = {.user_id = IX_USER[r->user[i]],
+                           .extension = "@self",
+                           .phone_call_id = r->id[i]};
+  const usc_state_call_t *c = NULL;
+  usc_state_err_t err;
+  return usc_state_get(r->s, &a, T0, &c, &err) == 0 ? c : NULL;
+}
+
+static bool ix_matches(const usc_state_call_t *c, const char *ext) {
+  if (strcmp(ext, "@self") == 0 || strcmp(c->extension, ext) == 0)
+    return true;
+  for (size_t v = 0; v < c->n_views; v++)
+    if (strcmp(c->views[v].extension, ext) == 0)
+      return true;
+  return false;
+}
+
+static void ix_check(ix_run_t *r) {
+  for (int u = 0; u < IX_USERS; u++) {
+    for (int e = 0; e <= IX_EXTS; e++) {
+      const char *ext = e < IX_EXTS ? IX_EXT[e] : "@self";
+      usc_state_list_t req = list_req(ext);
+      req.address.user_id = IX_USER[u];
+      req.has_count = true;
+      req.count = 5000;
+      usc_state_page_t page;
+      list_ok(r->s, &req, T0, &page);
+      int32_t want = 0;
+      for (size_t i = 0; i < r->n; i++) {
+        const usc_state_call_t *c = r->user[i] == u ? ix_get(r, i) : NULL;
+        if (c == NULL || !ix_matches(c, ext))
+          continue;
+        want++;
+        bool listed = false;
+        for (size_t k = 0; k < page.n_calls && !listed; k++)
+          listed = strcmp(page.calls[k]->id, r->id[i]) == 0;
+        if (!listed)
+          fail_msg("user %s ext %s: call %s not listed", IX_USER[u], ext,
+                   r->id[i]);
+      }
+      assert_int_equal(page.total_results, want);
+      assert_int_equal(page.n_calls, (size_t)want);
+      for (size_t k = 1; k < page.n_calls; k++)
+        assert_true(page.calls[k - 1]->published <= page.calls[k]->published);
+      usc_state_page_free(&page);
+    }
+  }
+}
+
+static void ix_create(ix_run_t *r, int64_t now) {
+  if (r->n == IX_MAX)
+    return;
+  int u = (int)ix_rand(r, IX_USERS);
+  usc_state_create_t c = simple(IX_USER[u], IX_EXT[ix_rand(r, 3)]);
+  const char *dst[] = {IX_EXT[ix_rand(r, IX_EXTS)]};
+  c.destination = dst;
+  create_ok(r->s, &c, now, r->id[r->n]);
+  r->user[r->n++] = u;
+}
+
+static void ix_act(ix_run_t *r, size_t i, int64_t now) {
+  static const usc_state_action_kind_t kinds[] = {
+      USC_STATE_TRANSFER, USC_STATE_PICK_UP, USC_STATE_BARGE_IN,
+      USC_STATE_ON_HOLD};
+  usc_state_action_t a =
+      action(kinds[ix_rand(r, 4)], r->id[i], ix_rand(r, 2) ? "00" : "01");
+  a.address.user_id = IX_USER[r->user[i]];
+  a.address.extension = "@self";
+  a.send_call_to = IX_EXT[ix_rand(r, IX_EXTS)];
+  const usc_state_call_t *c;
+  usc_state_err_t err;
+  usc_state_act(r->s, &a, now, &c, &err); /* refusals are fine too */
+}
+
+static void ix_mirror(ix_run_t *r, size_t i, int64_t now) {
+  const usc_state_call_t *c = ix_get(r, i);
+  if (c == NULL || c->n_views < 2)
+    return;
+  usc_state_call_t copy = *c;
+  usc_state_view_t views[USC_STATE_MAX_VIEWS];
+  memcpy(views, c->views, c->n_views * sizeof *views);
+  views[1].extension = IX_EXT[ix_rand(r, IX_EXTS)];
+  copy.views = views;
+  copy.published = now; /* moves it in list order */
+  put_ok(r->s, IX_USER[r->user[i]], &copy, now);
+}
+
+static void ix_hangup(ix_run_t *r, size_t i, int64_t now) {
+  usc_state_hangup_t h = {.address = {.user_id = IX_USER[r->user[i]],
+                                      .extension = "@self",
+                                      .phone_call_id = r->id[i]}};
+  char **out = NULL;
+  usc_state_err_t err;
+  size_t n = 0;
+  if (usc_state_hangup(r->s, &h, now, &out, &n, &err) == 0)
+    usc_state_ids_free(out, n);
+}
+
+static void test_list_index_follows_changes(void **unused) {
+  (void)unused;
+  ix_run_t r = {.s = engine(NULL), .rng = 42};
+  for (int step = 0; step < 400; step++) {
+    int64_t now = T0 + step * SEC;
+    unsigned op = ix_rand(&r, 10);
+    size_t i = r.n > 0 ? ix_rand(&r, (unsigned)r.n) : 0;
+    if (op < 3 || r.n == 0)
+      ix_create(&r, now);
+    else if (op < 7)
+      ix_act(&r, i, now);
+    else if (op < 9)
+      ix_mirror(&r, i, now);
+    else
+      ix_hangup(&r, i, now);
+    ix_check(&r);
+  }
+  usc_state_free(r.s);
 }
 
 int main(void) {
@@ -2673,6 +2816,7 @@ int main(void) {
       cmocka_unit_test(test_unwatch_any_time),
       cmocka_unit_test(test_watch_validation),
       cmocka_unit_test(test_many_calls),
+      cmocka_unit_test(test_list_index_follows_changes),
       cmocka_unit_test(test_put_new_replace_identical),
       cmocka_unit_test(test_put_published_and_order),
       cmocka_unit_test(test_put_ids_of_other_lengths),
