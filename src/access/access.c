@@ -310,6 +310,11 @@ int usc_access_parse(const char *text, size_t len, usc_access_t **out,
   t->refs = 1;
   t->entries = entries;
   int rc = parse_lines(t, text, len, error, error_cap);
+  if (rc == 0 && t->n_entries == 0) {
+    snprintf(error, error_cap,
+             "holds no token: give at least one line TOKEN USER EXTENSIONS");
+    rc = USC_ERR_INVALID;
+  }
   if (rc == 0) {
     qsort(t->entries, t->n_entries, sizeof(*t->entries), compare_entries);
     rc = check_duplicates(t, error, error_cap);

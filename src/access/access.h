@@ -47,8 +47,9 @@ typedef struct {
  * Returns 0 with *out, a table holding one reference; or USC_ERR_INVALID
  * with a sentence naming the first bad line in `error` ("line 3: user id
  * 'a.b' is invalid: use 1 to 64 letters and digits"), or USC_ERR_NOMEM.
- * A text without any grant gives an empty table, which refuses every
- * token. */
+ * A text without any grant is refused too: it is more likely a file
+ * caught while being written, or a mount gone wrong, than a wish to lock
+ * every client out. */
 int usc_access_parse(const char *text, size_t len, usc_access_t **out,
                      char *error, size_t error_cap);
 

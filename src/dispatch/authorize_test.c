@@ -516,8 +516,14 @@ static void test_new_table_ends_revoked_streams(void **state) {
   expect_status(CALL(e, BOB, "ListPhoneCalls", {"extension", EXT}),
                 USC_GRPC_UNAUTHENTICATED);
 
-  /* An empty table refuses everyone. */
-  load(e, "# nobody\n");
+  /* Nor does one without any token (a file caught while written). */
+  assert_int_equal(usc_dispatch_load_tokens(e->dispatch, "#\n", 2, NULL, error,
+                                            sizeof(error)),
+                   USC_ERR_INVALID);
+  list_as(e, ALICE, "", EXT);
+
+  /* alice's token goes: her stream ends. */
+  load(e, "alice-all-token-012345 alice " EXT "\n");
   expect_status(alice, USC_GRPC_UNAUTHENTICATED);
   expect_status(CALL(e, ALICE, "ListPhoneCalls", {"extension", EXT}),
                 USC_GRPC_UNAUTHENTICATED);
