@@ -11,7 +11,7 @@ BAZEL ?= bazel
 BUILD_PACKAGES := bazel-bootstrap gcc g++ make libnghttp2-dev libuv1-dev \
 	libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev \
 	libcurl4-openssl-dev libjson-c-dev libhttp-parser-dev zlib1g-dev \
-	python3-protobuf
+	libssl-dev python3-protobuf
 TEST_PACKAGES := libcmocka-dev libgrpc++-dev protobuf-compiler-grpc \
 	python3-grpcio python3-h2 valgrind clang-format golang-go \
 	golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go \

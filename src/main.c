@@ -15,11 +15,14 @@
 #include "src/config/config.h"
 #include "src/creds/creds.h"
 #include "src/dispatch/dispatch.h"
+#include "src/filewatch/filewatch.h"
 #include "src/h2/h2.h"
 #include "src/log/log.h"
 #include "src/state/state.h"
 
 #define DRAIN_POLL_MS 20
+#define TOKENS_FILE_MAX (1024 * 1024)
+#define TOKENS_POLL_MS 1000
 
 typedef struct {
   uv_loop_t loop;
@@ -29,6 +32,7 @@ typedef struct {
   usc_creds_t *creds;
   usc_xlate_status_map_t *status_map;
   usc_dispatch_t *dispatch;
+  usc_filewatch_t *tokens; /* --tokens-file, or NULL */
   usc_h2_server_t *server;
   usc_admin_server_t *rest;  /* the UAPI REST facade, or NULL */
   usc_admin_server_t *admin; /* /metrics, /healthz, /readyz */
@@ -66,6 +70,8 @@ static void on_dispatch_closed(void *user) {
 
 static void on_admin_closed(void *user) {
   sidecar_t *app = user;
+  usc_filewatch_close(app->tokens, NULL, NULL);
+  app->tokens = NULL;
   usc_dispatch_close(app->dispatch, on_dispatch_closed, app);
 }
 
@@ -140,6 +146,54 @@ static int start_engine(sidecar_t *app) {
     return USC_ERR_NOMEM;
   dispatch.state = app->state;
   return usc_dispatch_new(&dispatch, &app->dispatch);
+}
+
+/* ---- access control: the tokens file ---- */
+
+static int take_tokens(void *user, const char *text, size_t len, char *error,
+                       size_t error_cap) {
+  sidecar_t *app = user;
+  size_t tokens = 0;
+  int rc = usc_dispatch_load_tokens(app->dispatch, text, len, &tokens, error,
+                                    error_cap);
+  if (rc == 0)
+    usc_log(USC_LOG_INFO,
+            app->tokens != NULL ? "tokens file reloaded" : "access control",
+            "tokens_file=%s tokens=%zu", app->config.tokens_file, tokens);
+  return rc;
+}
+
+static void tokens_failed(void *user, const char *why) {
+  (void)user;
+  usc_log(USC_LOG_ERROR, "tokens file not reloaded",
+          "%s; the previous tokens stay in force", why);
+}
+
+static int start_tokens(sidecar_t *app) {
+  const usc_config_t *c = &app->config;
+  if (c->tokens_file[0] == '\0')
+    return 0;
+  usc_filewatch_config_t watch = {
+      .path = c->tokens_file,
+      .what = "tokens file",
+      .max_size = TOKENS_FILE_MAX,
+      .take = take_tokens,
+      .failed = tokens_failed,
+      .user = app,
+  };
+  char error[512];
+  if (usc_filewatch_new(&app->loop, &watch, &app->tokens, error,
+                        sizeof(error)) != 0) {
+    usc_log(USC_LOG_ERROR, "cannot start", "--tokens-file: %s", error);
+    return USC_ERR_INVALID;
+  }
+  usc_filewatch_start(app->tokens, TOKENS_POLL_MS);
+  if (c->backend != USC_BACKEND_NATIVE && app->creds == NULL)
+    usc_log(USC_LOG_WARN, "access control",
+            "the clients' tokens are the sidecar's and are not forwarded "
+            "upstream; without --uapi-token-file or OAuth credentials, "
+            "upstream requests carry no authorization");
+  return 0;
 }
 
 static int read_status_map(sidecar_t *app) {
@@ -392,8 +446,13 @@ int main(int argc, char **argv) {
   uv_loop_init(&app.loop);
   signal(SIGPIPE, SIG_IGN);
   if (usc_metrics_new(&app.metrics) != 0 || start_upstream(&app) != 0 ||
-      start_engine(&app) != 0 || start_server(&app) != 0 ||
-      start_rest(&app) != 0 || start_admin(&app) != 0)
+      start_engine(&app) != 0)
+    return 1;
+  /* A tokens file that cannot be used is a configuration error. */
+  if (start_tokens(&app) != 0)
+    return 2;
+  if (start_server(&app) != 0 || start_rest(&app) != 0 ||
+      start_admin(&app) != 0)
     return 1;
   start_signals(&app);
   uv_run(&app.loop, UV_RUN_DEFAULT);

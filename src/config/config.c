@@ -46,6 +46,7 @@ enum {
   F_KEEPALIVE_TIME,
   F_KEEPALIVE_TIMEOUT,
   F_KEEPALIVE_MIN_TIME,
+  F_TOKENS_FILE,
   F_COUNT,
 };
 
@@ -288,6 +289,7 @@ TEXT_FLAG(apply_uapi_token_file, uapi_token_file)
 TEXT_FLAG(apply_oauth_client_id, oauth_client_id)
 TEXT_FLAG(apply_oauth_client_secret_file, oauth_client_secret_file)
 TEXT_FLAG(apply_status_map_file, status_map_file)
+TEXT_FLAG(apply_tokens_file, tokens_file)
 
 static bool apply_log_format(const char *value, usc_config_t *config, char *why,
                              size_t why_cap) {
@@ -525,6 +527,7 @@ static const flag_t flags[F_COUNT] = {
     [F_KEEPALIVE_TIME] = {"keepalive-time", apply_keepalive_time},
     [F_KEEPALIVE_TIMEOUT] = {"keepalive-timeout", apply_keepalive_timeout},
     [F_KEEPALIVE_MIN_TIME] = {"keepalive-min-time", apply_keepalive_min_time},
+    [F_TOKENS_FILE] = {"tokens-file", apply_tokens_file},
 };
 
 static void set_defaults(usc_config_t *config) {
@@ -888,6 +891,13 @@ const char *usc_config_usage(void) {
          "      data between) are strikes; the third gets GOAWAY\n"
          "      ENHANCE_YOUR_CALM \"too_many_pings\" (0: allow any)\n"
          "      env UAPI_SIDECAR_KEEPALIVE_MIN_TIME, default 300000\n"
+         "  --tokens-file PATH\n"
+         "      the bearer tokens PhoneCallService's clients must send,\n"
+         "      one a line: TOKEN USER EXTENSIONS (comma-separated, or\n"
+         "      '*' for all); re-read when the file changes; health and\n"
+         "      reflection stay open\n"
+         "      env UAPI_SIDECAR_TOKENS_FILE, default none (no access\n"
+         "      control)\n"
          "  -h, --help\n"
          "      print this help and exit\n"
          "  --version\n"

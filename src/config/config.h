@@ -65,6 +65,9 @@ typedef struct {
   int64_t watch_poll_ns;               /* --watch-poll-interval ms, 1000 */
   char rest_host[256];                 /* --rest-listen HOST:PORT, off */
   int rest_port;                       /* -1 when the facade is off */
+
+  /* Access control: the bearer tokens of PhoneCallService's clients. */
+  char tokens_file[1024]; /* --tokens-file, "" (no control) */
 } usc_config_t;
 
 typedef enum {

@@ -681,6 +681,21 @@ static void test_translation_flag_errors(void **state) {
                "upstream credentials: give one");
 }
 
+static void test_tokens_file(void **state) {
+  (void)state;
+  assert_string_equal(parse_nothing(NULL).config.tokens_file, "");
+  outcome_t o = PARSE("--tokens-file", "/etc/uapi/tokens");
+  assert_int_equal(o.result, USC_CONFIG_RUN);
+  assert_string_equal(o.config.tokens_file, "/etc/uapi/tokens");
+  char *envp[] = {"UAPI_SIDECAR_TOKENS_FILE=/run/tokens", NULL};
+  assert_string_equal(parse_nothing(envp).config.tokens_file, "/run/tokens");
+  assert_string_equal(PARSE_ENV(envp, "--tokens-file=/x").config.tokens_file,
+                      "/x");
+  const char *usage = usc_config_usage();
+  assert_non_null(strstr(usage, "--tokens-file PATH"));
+  assert_non_null(strstr(usage, "env UAPI_SIDECAR_TOKENS_FILE, default none"));
+}
+
 static void test_version(void **state) {
   (void)state;
   assert_string_equal(usc_config_version(), "uapi-sidecar 0.1.0");
@@ -693,6 +708,7 @@ int main(void) {
       cmocka_unit_test(test_translation_flags),
       cmocka_unit_test(test_translation_flag_errors),
       cmocka_unit_test(test_no_arguments_at_all),
+      cmocka_unit_test(test_tokens_file),
       cmocka_unit_test(test_every_flag_separate_value),
       cmocka_unit_test(test_every_flag_with_equals),
       cmocka_unit_test(test_value_may_contain_equals),

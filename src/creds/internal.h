@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "src/creds/creds.h"
+#include "src/filewatch/filewatch.h"
 #include "src/upstream/upstream.h"
 
 /* A bearer token longer than this is surely a mistake (JWTs run to a few
@@ -19,18 +20,6 @@ struct usc_creds_list {
   usc_creds_waiter_t *last;
 };
 
-/* Identity of a file's version: a rename over it or a symlink swap changes
- * the inode, an in-place write the times or size. */
-typedef struct {
-  uint64_t dev;
-  uint64_t ino;
-  uint64_t size;
-  int64_t mtime_sec;
-  int64_t mtime_nsec;
-  int64_t ctime_sec;
-  int64_t ctime_nsec;
-} file_id_t;
-
 typedef enum {
   CONTENT_TOKEN,  /* visible ASCII only: it goes into a header */
   CONTENT_SECRET, /* any bytes but NUL: it is form-encoded */
@@ -41,19 +30,15 @@ typedef struct watch watch_t;
 /* Takes ownership of `contents` (NUL-terminated, trimmed, checked). */
 typedef void (*watch_changed_fn)(usc_creds_t *creds, char *contents);
 
+/* A secret file, watched with src/filewatch. */
 struct watch {
   usc_creds_t *creds;
+  usc_filewatch_t *file; /* NULL before init and once closing */
   char *path;
   const char *what; /* "token file", for messages */
   content_kind_t kind;
   watch_changed_fn changed;
-  file_id_t id; /* of the last successful read */
-  uint32_t interval_ms;
-  uv_timer_t timer;
-  uv_fs_t stat_req;
-  bool started;      /* the timer is initialised */
-  bool stat_pending; /* stat_req is in the thread pool */
-  bool failing;      /* the last check failed; logged once per streak */
+  char **first; /* during init: where the first contents go */
 };
 
 struct usc_creds {
@@ -119,7 +104,7 @@ int watch_init(usc_creds_t *creds, watch_t *w, const char *path,
 void watch_start(watch_t *w, uint32_t interval_ms);
 /* Checks the file now unless a check is under way. */
 void watch_check_now(watch_t *w);
-/* Closes the timer and waits for a stat in flight (closing parts). */
+/* Stops watching; the file's closing is one of the closing parts. */
 void watch_close(watch_t *w);
 void watch_free(watch_t *w);
 

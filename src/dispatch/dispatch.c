@@ -33,6 +33,9 @@ static void rpc_release(rpc_t *rpc) {
   rpc->in_streams = false;
   rpc->health_index = -1;
   rpc->authorization = NULL;
+  usc_access_unref(rpc->access);
+  rpc->access = NULL;
+  rpc->grant = NULL;
   arena_reset(&rpc->arena);
   rpc->next = d->free_rpcs;
   d->free_rpcs = rpc;
@@ -184,7 +187,7 @@ static const Uapi__Phonecalls__V1__PhoneCallEvent__Type event_types[] = {
         UAPI__PHONECALLS__V1__PHONE_CALL_EVENT__TYPE__ENDED,
 };
 
-static void watch_unlink(rpc_t *rpc) {
+void watch_unlink(rpc_t *rpc) {
   usc_dispatch_t *d = rpc->dispatch;
   usc_state_unwatch(d->config.state, rpc->watch);
   rpc->watch = NULL;
@@ -225,7 +228,8 @@ static void on_event(void *user, usc_state_event_type_t type,
 
 static void handle_watch(rpc_t *rpc, const void *msg) {
   usc_dispatch_t *d = rpc->dispatch;
-  usc_state_address_t addr = address_of(&d->fields, rpc->method, msg, NULL);
+  usc_state_address_t addr =
+      address_of(&d->fields, rpc->method, msg, rpc_identity(rpc));
   usc_state_err_t err;
   if (usc_state_watch(d->config.state, &addr, on_event, rpc, &rpc->watch,
                       &err) != 0) {
@@ -281,7 +285,8 @@ void usc_dispatch_set_serving(usc_dispatch_t *d, bool serving) {
 void serve_native(rpc_t *rpc, const ProtobufCMessage *msg) {
   usc_dispatch_t *d = rpc->dispatch;
   outcome_t out;
-  native_serve(&d->native, rpc->method, msg, NULL, &d->arena, &out);
+  native_serve(&d->native, rpc->method, msg, rpc_identity(rpc), &d->arena,
+               &out);
   rpc_conclude(rpc, &out);
   arena_reset(&d->arena);
 }
@@ -298,11 +303,16 @@ static void run(rpc_t *rpc) {
   arena_t *arena = native ? &d->arena : &rpc->arena;
   ProtobufCMessage *msg = protobuf_c_message_unpack(
       rpc->method->request, &arena->allocator, rpc->request_len, rpc->request);
+  outcome_t refused;
   if (msg == NULL) {
     arena_reset(arena);
     rpc_finish(rpc, USC_GRPC_INTERNAL, NULL,
                "grpc: error unmarshalling request: the bytes are not a "
                "valid message of the method's type");
+  } else if (rpc->grant != NULL &&
+             !authorize(&d->fields, rpc->method, msg, rpc->grant, &refused)) {
+    arena_reset(arena);
+    rpc_conclude(rpc, &refused);
   } else if (rpc->method->kind == KIND_WATCH && native) {
     handle_watch(rpc, msg);
     arena_reset(arena);
@@ -409,6 +419,9 @@ static void on_start(void *user, usc_h2_call_t *call, const char *path,
   usc_metrics_rpc_started(d->config.metrics, rpc_type(method), rpc->service,
                           rpc->method_name);
   usc_h2_call_set_user(call, rpc);
+  /* Before any work: a call without a valid token ends here. */
+  if (!authenticate(rpc))
+    return;
   /* A stream of requests is live from the start: shutdown ends it. */
   if (method_client_stream(method))
     stream_link(rpc);
@@ -512,6 +525,7 @@ static void on_timer_closed(uv_handle_t *handle) {
   void *closed_user = d->closed_user;
   arena_free(&d->arena);
   arena_free(&d->event_arena);
+  usc_access_unref(d->access);
   while (d->free_rpcs != NULL) {
     rpc_t *rpc = d->free_rpcs;
     d->free_rpcs = rpc->next;

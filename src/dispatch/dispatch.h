@@ -57,6 +57,18 @@ const usc_admin_handler_t *usc_dispatch_rest_handler(void);
  * (malformed, too large, too slow), in UAPI's error format. */
 usc_admin_refusal_fn usc_dispatch_rest_refusal(void);
 
+/* Access control: from now on every PhoneCallService call (gRPC and the
+ * REST facade) needs a bearer token of the tokens file whose contents are
+ * `text` (format in src/access/access.h), and sees only what its grant
+ * allows. A new table replaces the previous one; open Watch streams whose
+ * token no longer has the same grant end with UNAUTHENTICATED. Returns 0
+ * (*tokens, if not NULL, says how many there are), or USC_ERR_INVALID with
+ * a sentence naming the bad line in `error` (never a token), or
+ * USC_ERR_NOMEM: the table in force, if any, stays. */
+int usc_dispatch_load_tokens(usc_dispatch_t *dispatch, const char *text,
+                             size_t len, size_t *tokens, char *error,
+                             size_t error_cap);
+
 /* What health checks report: with `serving` false (at the start of a
  * shutdown) every service is NOT_SERVING, and health watchers are told. */
 /* For /readyz: whether the service reports SERVING to health checks. */

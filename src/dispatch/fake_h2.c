@@ -81,6 +81,8 @@ void *usc_h2_call_user(const usc_h2_call_t *call) {
 
 const char *usc_h2_call_header(const usc_h2_call_t *call, const char *name) {
   check_open(call);
+  if (strcmp(name, "authorization") == 0)
+    return call->authorization;
   return strcmp(name, "x-request-id") == 0 ? call->request_id : NULL;
 }
 

@@ -29,8 +29,9 @@ typedef struct {
 struct usc_h2_call {
   void *user;
   const char *peer;
-  const char *request_id; /* the x-request-id header, or NULL */
-  int fail_sends;         /* send_message fails while > 0 (decremented) */
+  const char *request_id;    /* the x-request-id header, or NULL */
+  const char *authorization; /* the authorization header, or NULL */
+  int fail_sends;            /* send_message fails while > 0 (decremented) */
 
   fake_h2_kv_t metadata[FAKE_H2_MAX_METADATA];
   size_t n_metadata;

@@ -3,6 +3,7 @@
 #ifndef USC_DISPATCH_INTERNAL_H
 #define USC_DISPATCH_INTERNAL_H
 
+#include "src/access/access.h"
 #include "src/creds/creds.h"
 #include "src/dispatch/arena.h"
 #include "src/dispatch/breaker.h"
@@ -50,6 +51,10 @@ struct rpc {
   int health_index;          /* a health Watch: the known service, or -1 */
   int health_sent;           /* the status it last sent */
   const char *authorization; /* the value sent upstream (arena), or NULL */
+  /* With access control: the grant of the call's token, and a reference
+   * to its table; else NULL. */
+  usc_access_t *access;
+  const usc_access_grant_t *grant;
   char fetch_path[USC_XLATE_PATH_MAX];
 };
 
@@ -67,8 +72,9 @@ struct usc_dispatch {
   poller_t *pollers;
   /* Health Watch and reflection streams (services.c). */
   rpc_t *streams;
-  bool not_serving;   /* shutting down: every service is NOT_SERVING */
-  bool upstream_down; /* uapi backend: the upstream could not be reached */
+  bool not_serving;     /* shutting down: every service is NOT_SERVING */
+  bool upstream_down;   /* uapi backend: the upstream could not be reached */
+  usc_access_t *access; /* the tokens table, NULL: no access control */
   void (*on_closed)(void *);
   void *closed_user;
 };
@@ -108,6 +114,32 @@ void health_notify(usc_dispatch_t *d);
  * all (uapi backend: PhoneCallService's health). */
 void health_upstream(usc_dispatch_t *d, bool reachable);
 
+/* ---- access control (authorize.c) ---- */
+
+/* Finds the grant of the call's bearer token (rpc->grant). Returns false
+ * after answering UNAUTHENTICATED when a PhoneCallService call has none;
+ * true when it has one, or nothing is required. */
+bool authenticate(rpc_t *rpc);
+/* For the REST facade: the grant of an `authorization` value in *grant,
+ * and NULL; or the sentence to refuse it with (UNAUTHENTICATED). */
+const char *access_refusal(const usc_access_t *table, const char *authorization,
+                           const usc_access_grant_t **grant);
+/* Resolves the address of `msg` against `grant` and writes what it
+ * resolves to into the message (the grant's user id; @self as the one
+ * extension it holds). Returns false with the answer in `out` when the
+ * request must not be served: NOT_FOUND for another user's calls or an
+ * extension the token does not hold. */
+bool authorize(const fields_t *fields, const method_t *m, ProtobufCMessage *msg,
+               const usc_access_grant_t *grant, outcome_t *out);
+
+/* The engine's identity of who asks: the token's user, or NULL. */
+static inline const char *rpc_identity(const rpc_t *rpc) {
+  return rpc->grant != NULL ? rpc->grant->user : NULL;
+}
+
+/* A native WatchPhoneCalls leaves the engine and the watches list. */
+void watch_unlink(rpc_t *rpc);
+
 /* Serves a decoded request from the native engine. */
 void serve_native(rpc_t *rpc, const ProtobufCMessage *msg);
 
@@ -129,6 +161,9 @@ void mirror_gone(usc_dispatch_t *d, const method_t *m,
 /* WatchPhoneCalls in front of UAPI (poller.c). */
 void poller_watch(rpc_t *rpc, const ProtobufCMessage *msg);
 void poller_unwatch(rpc_t *rpc);
+/* Ends with `end` every polled stream that `revoked` picks. */
+void pollers_recheck(usc_dispatch_t *d, bool (*revoked)(rpc_t *rpc),
+                     void (*end)(rpc_t *rpc));
 /* Ends every polled stream with OK (shutdown). */
 void pollers_end_streams(usc_dispatch_t *d);
 /* Stops the pollers; their timers close on the loop. Streams must be

@@ -81,6 +81,13 @@ const char *field_str(const fields_t *fields, const method_t *m,
   return p != NULL ? *(char *const *)p : "";
 }
 
+void field_set_str(const fields_t *fields, const method_t *m, void *msg,
+                   field_t f, const char *value) {
+  int32_t off = fields->offset[m - methods][f];
+  if (off >= 0)
+    *(const char **)((char *)msg + off) = value;
+}
+
 bool field_int32(const fields_t *fields, const method_t *m, const void *msg,
                  field_t f, int32_t *value) {
   const void *p = field_ptr(fields, m, msg, f);

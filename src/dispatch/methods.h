@@ -71,6 +71,9 @@ typedef struct {
 void fields_init(fields_t *fields);
 const char *field_str(const fields_t *fields, const method_t *m,
                       const void *msg, field_t f);
+/* Sets a string field; the value must outlive the message. */
+void field_set_str(const fields_t *fields, const method_t *m, void *msg,
+                   field_t f, const char *value);
 bool field_int32(const fields_t *fields, const method_t *m, const void *msg,
                  field_t f, int32_t *value);
 bool field_bool(const fields_t *fields, const method_t *m, const void *msg,

@@ -371,8 +371,11 @@ void poller_watch(rpc_t *rpc, const ProtobufCMessage *msg) {
     return;
   }
   usc_dispatch_t *d = rpc->dispatch;
+  /* The poller's user is part of its key: with access control it is the
+   * token's user id, and the client's token, meant for the sidecar, is
+   * not forwarded. */
   const char *auth = "";
-  if (d->config.creds == NULL) {
+  if (d->config.creds == NULL && d->access == NULL) {
     auth = usc_h2_call_header(rpc->call, "authorization");
     auth = auth != NULL ? auth : "";
   }
@@ -398,6 +401,23 @@ void poller_unwatch(rpc_t *rpc) {
   rpc->next = rpc->prev = NULL;
   if (p->watchers == NULL)
     poller_stop(p);
+}
+
+void pollers_recheck(usc_dispatch_t *d, bool (*revoked)(rpc_t *rpc),
+                     void (*end)(rpc_t *rpc)) {
+  poller_t *next_poller;
+  for (poller_t *p = d->pollers; p != NULL; p = next_poller) {
+    /* A poller whose last watcher leaves is unlinked, not yet freed. */
+    next_poller = p->next;
+    rpc_t *next;
+    for (rpc_t *w = p->watchers; w != NULL; w = next) {
+      next = w->next;
+      if (revoked(w)) {
+        poller_unwatch(w);
+        end(w);
+      }
+    }
+  }
 }
 
 void pollers_end_streams(usc_dispatch_t *d) {

@@ -6,9 +6,15 @@
 
 #include "src/dispatch/internal.h"
 
+/* A 401 names the scheme the client must use (RFC 6750). */
+static const usc_admin_header_t bearer_challenge = {"www-authenticate",
+                                                    "Bearer"};
+
 static void respond(usc_admin_req_t *req, const usc_xlate_reply_t *reply) {
+  bool challenge = reply->status == 401;
   usc_admin_respond(req, reply->status,
-                    reply->body != NULL ? "application/json" : NULL, NULL, 0,
+                    reply->body != NULL ? "application/json" : NULL,
+                    challenge ? &bearer_challenge : NULL, challenge ? 1 : 0,
                     reply->body, reply->body_len);
 }
 
@@ -25,11 +31,16 @@ static void respond_error(usc_admin_req_t *req, usc_xlate_rpc_t rpc,
 }
 
 static void serve(usc_dispatch_t *d, usc_admin_req_t *req, usc_xlate_rpc_t rpc,
-                  const ProtobufCMessage *msg) {
+                  ProtobufCMessage *msg, const usc_access_grant_t *grant) {
   const char *name = usc_xlate_rpc_info(rpc)->method;
   const method_t *m = method_named(name, strlen(name));
   outcome_t out;
-  native_serve(&d->native, m, msg, NULL, &d->arena, &out);
+  if (grant != NULL && !authorize(&d->fields, m, msg, grant, &out)) {
+    respond_error(req, rpc, out.status, out.uapi_code, out.message);
+    return;
+  }
+  native_serve(&d->native, m, msg, grant != NULL ? grant->user : NULL,
+               &d->arena, &out);
   if (out.status != USC_GRPC_OK) {
     respond_error(req, rpc, out.status, out.uapi_code, out.message);
     return;
@@ -46,6 +57,16 @@ static void serve(usc_dispatch_t *d, usc_admin_req_t *req, usc_xlate_rpc_t rpc,
 static void on_request(void *user, usc_admin_req_t *req,
                        const usc_admin_request_t *request) {
   usc_dispatch_t *d = user;
+  const usc_access_grant_t *grant = NULL;
+  if (d->access != NULL) {
+    const char *refused = access_refusal(
+        d->access, usc_admin_req_header(req, "authorization"), &grant);
+    if (refused != NULL) {
+      respond_error(req, USC_XLATE_RPC_NONE, USC_GRPC_UNAUTHENTICATED,
+                    "access_denied", refused);
+      return;
+    }
+  }
   usc_xlate_incoming_t in = {
       .method = request->method,
       .method_len = strlen(request->method),
@@ -60,7 +81,7 @@ static void on_request(void *user, usc_admin_req_t *req,
   if (usc_xlate_facade_parse(&in, &d->arena.allocator, &rpc, &msg, &err) != 0)
     respond_error(req, rpc, err.status, err.code, err.message);
   else
-    serve(d, req, rpc, msg);
+    serve(d, req, rpc, msg, grant);
   arena_reset(&d->arena);
 }
 

@@ -111,7 +111,9 @@ static void on_credentials(void *user, const usc_creds_result_t *creds) {
     return;
   }
   const char *value = creds->authorization;
-  if (value == NULL) /* no credentials of our own: forward the client's */
+  /* No credentials of our own: forward the client's, unless it is a token
+   * of the sidecar's own access control. */
+  if (value == NULL && rpc->dispatch->access == NULL)
     value = usc_h2_call_header(rpc->call, "authorization");
   rpc->authorization = NULL;
   if (value != NULL) {

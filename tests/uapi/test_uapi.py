@@ -20,7 +20,8 @@ What is checked (api-contract.md §2-§4, uapi-phonecalls.md, the seed):
   credentials (refresh on 401), never logged;
 - --backend auto: native fallback, breaker, mirror of upstream calls;
 - WatchPhoneCalls by polling, shared between watchers;
-- the REST facade (--rest-listen) serving the native engine as UAPI.
+- the REST facade (--rest-listen) serving the native engine as UAPI;
+- access control (--tokens-file) in front of UAPI.
 """
 
 import datetime
@@ -2567,6 +2568,159 @@ class RestFacadeTests(Base):
         self.assertEqual(status, 200)
         self.assertEqual([c["id"] for c in answer["entry"]], [call["id"]])
 
+
+
+# ==== access control in front of UAPI =======================================
+
+class AccessTests(Base):
+    """--tokens-file with the translation backend: tokens and addresses are
+    checked before any upstream request, the token's user id goes into the
+    path (UAPI's own @me would be the user of the sidecar's upstream
+    credentials), and the client's token, meant for the sidecar, is never
+    forwarded."""
+
+    uses_main = False
+    ALICE = "alice-token-0123456789"  # user 12, extension 0003*210
+    BOB = "bob-token-0123456789ab"  # user 34, every extension
+    UPSTREAM = "upstream-token-Zr4k"
+    TOKENS = "%s 12 0003*210\n%s 34 *\n" % (ALICE, BOB)
+
+    def _sidecar(self, *extra, own_credentials=True):
+        up = start_standin(self)
+        self.fake = FakeUapi()
+        up.handler = self.fake
+        d = tempfile.mkdtemp(prefix="usc-uapi-access-")
+        self.addCleanup(common._rmtree, d)
+        tokens = os.path.join(d, "tokens")
+        standin.write_file_atomically(tokens, self.TOKENS)
+        flags = ["--uapi-url", up.url, "--tokens-file", tokens,
+                 "--watch-poll-interval", "100", *NO_BREAKER, *extra]
+        if "--backend" not in extra:
+            flags += ["--backend", "uapi"]
+        if own_credentials:
+            token = os.path.join(d, "upstream-token")
+            standin.write_file_atomically(token, self.UPSTREAM + "\n")
+            flags += ["--uapi-token-file", token]
+        srv = start_sidecar(self, *flags)
+        ch = grpc.insecure_channel(srv.address)
+        self.addCleanup(ch.close)
+        return up, srv, pb2_grpc.PhoneCallServiceStub(ch)
+
+    @staticmethod
+    def auth(token):
+        return [("authorization", "Bearer " + token)]
+
+    def test_refused_before_any_upstream_request(self):
+        up, srv, stub = self._sidecar()
+        for meta in [None, self.auth("not-a-token-0123456789")]:
+            self.rpc_error("ListPhoneCalls", Code.UNAUTHENTICATED,
+                           "access_denied", stub=stub, metadata=meta,
+                           extension="0003*210")
+        bob, alice = self.auth(self.BOB), self.auth(self.ALICE)
+        hidden = [
+            (bob, "GetPhoneCall", dict(user_id="12", extension="0003*210",
+                                       phone_call_id=CALL_ID)),
+            (bob, "ListPhoneCalls", dict(user_id="12", extension="@self")),
+            (bob, "OnHold", dict(user_id="12", extension="0003*210",
+                                 phone_call_id=CALL_ID,
+                                 phone_call_view_id="01")),
+            (bob, "HangupPhoneCalls", dict(user_id="12",
+                                           extension="0003*210")),
+            (bob, "CreateSimplePhoneCall", dict(
+                user_id="12", extension="0003*210", source=["0003*210"],
+                destination=["0003*211"])),
+            (alice, "ListPhoneCalls", dict(extension="0003*211")),
+            (alice, "GetPhoneCall", dict(user_id="34", extension="0003*210",
+                                         phone_call_id=CALL_ID)),
+        ]
+        for meta, method, fields in hidden:
+            with self.subTest(method=method, fields=fields):
+                self.rpc_error(method, Code.NOT_FOUND, "pc_phoncall_invalid",
+                               stub=stub, metadata=meta, **fields)
+        w = WatchStream(stub, metadata=bob, user_id="12")
+        self.assert_error(w.events.get(timeout=RPC_TIMEOUT), Code.NOT_FOUND,
+                          "pc_phoncall_invalid")
+        time.sleep(0.3)  # a poll would have come by now
+        self.assertEqual(up.snapshot(), [])
+
+    def test_token_user_in_the_path_and_own_credentials_upstream(self):
+        up, srv, stub = self._sidecar()
+        alice, bob = self.auth(self.ALICE), self.auth(self.BOB)
+        made = self.rpc_uapi("CreateSimplePhoneCall", stub=stub,
+                             metadata=alice, user_id="@me",
+                             extension="0003*210", source=["0003*210"],
+                             destination=["0003*024"]).phone_calls[0]
+        self.rpc_uapi("GetPhoneCall", stub=stub, metadata=alice,
+                      extension="@self", phone_call_id=made.id)
+        self.rpc_uapi("ListPhoneCalls", stub=stub, metadata=alice,
+                      user_id="@viewer", extension="0003*210")
+        self.rpc_uapi("ListPhoneCalls", stub=stub, metadata=bob,
+                      extension="@self")
+        self.rpc_uapi("HangupPhoneCalls", stub=stub, metadata=bob,
+                      user_id="34", extension="@self")
+        got = [(r.method, r.path.rstrip("/")) for r in up.snapshot()]
+        self.assertEqual(got, [
+            ("POST", "/uapi/phoneCalls/12/simple"),
+            ("GET", "/uapi/phoneCalls/12/0003*210/" + made.id),
+            ("GET", "/uapi/phoneCalls/12/0003*210"),
+            ("GET", "/uapi/phoneCalls/34/@self"),
+            ("DELETE", "/uapi/phoneCalls/34/@self"),
+        ])
+        for r in up.snapshot():
+            self.assertEqual(r.header_values("authorization"),
+                             ["Bearer " + self.UPSTREAM], r)
+        self.assert_not_logged(srv, self.ALICE, self.BOB, self.UPSTREAM)
+
+    def test_watch_polls_per_user(self):
+        up, srv, stub = self._sidecar()
+        a = WatchStream(stub, metadata=self.auth(self.ALICE))
+        self.addCleanup(a.cancel)
+        b = WatchStream(stub, metadata=self.auth(self.BOB), user_id="@me")
+        self.addCleanup(b.cancel)
+
+        def polled(path):
+            return [r for r in up.snapshot()
+                    if r.method == "GET" and r.path.rstrip("/") == path]
+        up.wait_for(lambda: len(polled("/uapi/phoneCalls/12/0003*210")) >= 2
+                    and len(polled("/uapi/phoneCalls/34/@self")) >= 2,
+                    3.0 * SLOW)
+        self.assertGreaterEqual(len(polled("/uapi/phoneCalls/12/0003*210")), 2)
+        self.assertGreaterEqual(len(polled("/uapi/phoneCalls/34/@self")), 2)
+        self.assertEqual({r.path.rstrip("/") for r in up.snapshot()},
+                         {"/uapi/phoneCalls/12/0003*210",
+                          "/uapi/phoneCalls/34/@self"})
+        call = self.fake.add("0003*210", "0003*024")
+        ev = a.next_event()
+        self.assertEqual((ev.type, ev.phone_call.id), (Event.CREATED,
+                                                       call["id"]))
+
+    def test_client_token_is_not_forwarded(self):
+        up, srv, stub = self._sidecar(own_credentials=False)
+        self.assertIn("not forwarded upstream", srv.log_tail())
+        self.rpc_uapi("ListPhoneCalls", stub=stub,
+                      metadata=self.auth(self.ALICE), extension="0003*210")
+        reqs = up.snapshot()
+        self.assertEqual(len(reqs), 1, reqs)
+        self.assertEqual(reqs[0].header_values("authorization"), [])
+
+    def test_auto_fallback_keeps_the_token_user(self):
+        up, srv, stub = self._sidecar("--backend", "auto")
+        alice, bob = self.auth(self.ALICE), self.auth(self.BOB)
+        up.stop()
+        made, rpc_call = self.call(
+            "CreateSimplePhoneCall", stub=stub, metadata=alice,
+            extension="0003*210", source=["0003*210"],
+            destination=["0003*024"])
+        self.assert_backend(rpc_call, "native")
+        self.assertEqual(made.phone_calls[0].owner_id, "12")
+        listed, rpc_call = self.call("ListPhoneCalls", stub=stub,
+                                     metadata=bob, extension="@self")
+        self.assert_backend(rpc_call, "native")
+        self.assertEqual(list(listed.phone_calls), [])
+        self.rpc_error("GetPhoneCall", Code.NOT_FOUND, "pc_phoncall_invalid",
+                       stub=stub, metadata=bob, user_id="12",
+                       extension="0003*210",
+                       phone_call_id=made.phone_calls[0].id)
 
 if __name__ == "__main__":
     common.main(__name__)
