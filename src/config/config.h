@@ -65,6 +65,11 @@ typedef struct {
   int64_t watch_poll_ns;               /* --watch-poll-interval ms, 1000 */
   char rest_host[256];                 /* --rest-listen HOST:PORT, off */
   int rest_port;                       /* -1 when the facade is off */
+
+  /* Persistence of the native engine's calls. */
+  char state_file[1024];          /* --state-file PATH, "" when off */
+  int64_t state_save_interval_ns; /* --state-save-interval ms, 5000; 0 =
+                                     only at shutdown */
 } usc_config_t;
 
 typedef enum {
