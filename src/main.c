@@ -425,11 +425,14 @@ int main(int argc, char **argv) {
   usc_log_init(app.config.log_format, app.config.log_level, NULL);
   uv_loop_init(&app.loop);
   signal(SIGPIPE, SIG_IGN);
+  /* Before anything is served: a SIGTERM that comes as soon as the
+   * listening address is logged still drains and writes the state file
+   * (it is handled once the loop runs). */
+  start_signals(&app);
   if (usc_metrics_new(&app.metrics) != 0 || start_upstream(&app) != 0 ||
       start_engine(&app) != 0 || start_server(&app) != 0 ||
       start_rest(&app) != 0 || start_admin(&app) != 0)
     return 1;
-  start_signals(&app);
   uv_run(&app.loop, UV_RUN_DEFAULT);
   rc = uv_loop_close(&app.loop);
   if (app.config.backend != USC_BACKEND_NATIVE)

@@ -2,6 +2,9 @@
 # Runs every interop suite against a uapi-sidecar binary:
 #   python  tests/interop/python/test_interop.py  (grpcio)
 #   wire    tests/interop/python/test_wire.py     (python3-h2, raw sockets)
+#   persist tests/interop/python/test_persist.py  (--state-file restarts;
+#                                                  not in the default set:
+#                                                  native mode only)
 #   node    tests/interop/node/test.js            (@grpc/grpc-js)
 #   cpp     tests/interop/cpp/run.sh              (grpc++)
 # Each suite starts and stops its own sidecars and prints its own lines,
@@ -97,6 +100,7 @@ for suite in ${USC_INTEROP_SUITES:-python wire services transport node cpp}; do
     wire) run_suite wire /usr/bin/python3 tests/interop/python/test_wire.py ;;
     services) run_suite services /usr/bin/python3 tests/interop/python/test_services.py ;;
     transport) run_suite transport /usr/bin/python3 tests/interop/python/test_transport.py ;;
+    persist) run_suite persist /usr/bin/python3 tests/interop/python/test_persist.py ;;
     node) run_suite node tests/interop/node/run.sh ;;
     cpp) run_suite cpp tests/interop/cpp/run.sh "$bin" ;;
     *) echo "unknown suite $suite"; total_failed=$((total_failed + 1)) ;;
