@@ -24,8 +24,8 @@
  * each string lets the loader hand it to the engine in place. Calls come
  * in List order, which a load keeps.
  *
- * The loader trusts nothing but the checksum's absence of accidents: every
- * count is bounded before it is used, every read is bounded by the
+ * The checksum only catches accidents; a file made to harm passes it. So
+ * every count is bounded before it is used, every read is bounded by the
  * buffer, and every call is checked by the engine (state_build) before
  * any is added (state_adopt). */
 #include <stdarg.h>
