@@ -3,7 +3,8 @@
  * upstream client and credentials) behind it, and drains on SIGTERM or
  * SIGINT: report NOT_SERVING to health checks, stop accepting, end open
  * streams, let in-flight calls finish within the grace period, close
- * everything, exit 0. A second signal exits at once. */
+ * everything, write the --state-file a last time, exit 0. A second signal
+ * exits at once. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "src/filewatch/filewatch.h"
 #include "src/h2/h2.h"
 #include "src/log/log.h"
+#include "src/persist/persist.h"
 #include "src/state/state.h"
 
 #define DRAIN_POLL_MS 20
@@ -28,6 +30,7 @@ typedef struct {
   uv_loop_t loop;
   usc_config_t config;
   usc_state_t *state;
+  usc_persist_t *persist; /* --state-file, or NULL */
   usc_upstream_t *upstream;
   usc_creds_t *creds;
   usc_xlate_status_map_t *status_map;
@@ -61,6 +64,11 @@ static void on_dispatch_closed(void *user) {
     usc_upstream_close(app->upstream, NULL, NULL);
   usc_xlate_status_map_free(app->status_map);
   usc_metrics_free(app->metrics);
+  /* Every call is over: the engine's last state goes to the file (the
+   * write finishes on the thread pool before the loop ends). */
+  if (app->persist != NULL)
+    usc_persist_close(app->persist, NULL, NULL);
+  app->persist = NULL;
   usc_state_free(app->state);
   app->state = NULL;
   uv_close((uv_handle_t *)&app->sigterm, NULL);
@@ -121,6 +129,25 @@ static void on_signal(uv_signal_t *signal, int signum) {
   uv_timer_start(&app->drain_timer, on_drain_tick, 0, DRAIN_POLL_MS);
 }
 
+/* Loads the engine's calls from the --state-file and keeps writing them
+ * there; the dispatcher, created next, wakes the engine for what loaded
+ * calls still have to come (ringing, parking). */
+static int start_persist(sidecar_t *app) {
+  usc_persist_config_t persist = {
+      .loop = &app->loop,
+      .state = app->state,
+      .path = app->config.state_file,
+      .interval_ms = (uint64_t)(app->config.state_save_interval_ns / 1000000),
+      .clock = wall_clock_ns,
+  };
+  char error[1024];
+  if (usc_persist_start(&persist, &app->persist, error, sizeof(error)) != 0) {
+    usc_log(USC_LOG_ERROR, "cannot start", "--state-file: %s", error);
+    return USC_ERR_IO;
+  }
+  return 0;
+}
+
 static int start_engine(sidecar_t *app) {
   usc_state_config_t engine = {
       .max_calls = app->config.max_calls,
@@ -144,6 +171,8 @@ static int start_engine(sidecar_t *app) {
   };
   if (usc_state_new(&engine, &app->state) != 0)
     return USC_ERR_NOMEM;
+  if (c->state_file[0] != '\0' && start_persist(app) != 0)
+    return USC_ERR_IO;
   dispatch.state = app->state;
   return usc_dispatch_new(&dispatch, &app->dispatch);
 }
@@ -353,6 +382,15 @@ static void serve_metrics(sidecar_t *app, usc_admin_req_t *req) {
       .open_connections = usc_h2_server_connections(app->server),
       .open_streams = usc_h2_server_active_calls(app->server),
   };
+  if (app->persist != NULL) {
+    usc_persist_stats_t st;
+    usc_persist_stats(app->persist, &st);
+    gauges.state_file = true;
+    gauges.state_saves = st.saves;
+    gauges.state_save_errors = st.save_errors;
+    gauges.state_file_rejected = st.rejected;
+    gauges.state_last_save_ns = st.last_save_ns;
+  }
   char *text;
   size_t len;
   if (usc_metrics_render(app->metrics, &gauges, &text, &len) != 0) {
@@ -445,6 +483,10 @@ int main(int argc, char **argv) {
   usc_log_init(app.config.log_format, app.config.log_level, NULL);
   uv_loop_init(&app.loop);
   signal(SIGPIPE, SIG_IGN);
+  /* Before anything is served: a SIGTERM that comes as soon as the
+   * listening address is logged still drains and writes the state file
+   * (it is handled once the loop runs). */
+  start_signals(&app);
   if (usc_metrics_new(&app.metrics) != 0 || start_upstream(&app) != 0 ||
       start_engine(&app) != 0)
     return 1;
@@ -454,7 +496,6 @@ int main(int argc, char **argv) {
   if (start_server(&app) != 0 || start_rest(&app) != 0 ||
       start_admin(&app) != 0)
     return 1;
-  start_signals(&app);
   uv_run(&app.loop, UV_RUN_DEFAULT);
   rc = uv_loop_close(&app.loop);
   if (app.config.backend != USC_BACKEND_NATIVE)

@@ -3,10 +3,10 @@
 'N passed, N failed'. Exit status 0 only when nothing failed.
 
 Steps: the cmocka unit tests (plain and under ASan+UBSan), then the interop
-suites and the translation backend's suite against the real binary, the
-interop suites again with the translation backend in front of a second
-sidecar's REST facade, and the Python suites against the sanitizer build so
-that leaks and memory errors in the server fail them.
+suites, the --state-file suite and the translation backend's suite against
+the real binary, the interop suites again with the translation backend in
+front of a second sidecar's REST facade, and the Python suites against the
+sanitizer build so that leaks and memory errors in the server fail them.
 """
 import glob
 import os
@@ -87,6 +87,9 @@ def main():
         results.append(("build", (0, 1)))
     else:
         results.append(("interop", suite(["tests/interop/run.sh", plain])))
+        persist = dict(os.environ, USC_INTEROP_SUITES="persist")
+        results.append(("state file",
+                        suite(["tests/interop/run.sh", plain], persist)))
         results.append(("deploy manifests and image",
                         suite(["tests/deploy/run.sh", plain])))
         results.append(("examples", suite(["examples/run.sh", plain])))
@@ -95,7 +98,8 @@ def main():
         pair = dict(os.environ, USC_INTEROP_MODE="pair")
         results.append(("interop through the REST facade",
                         suite(["tests/interop/run.sh", plain], pair)))
-        env = dict(os.environ, USC_INTEROP_SUITES="python wire services transport access",
+        env = dict(os.environ,
+                   USC_INTEROP_SUITES="python wire services transport access persist",
                    ASAN_OPTIONS="detect_leaks=1:halt_on_error=1",
                    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
         results.append(("interop on the sanitizer build",

@@ -47,6 +47,8 @@ enum {
   F_KEEPALIVE_TIMEOUT,
   F_KEEPALIVE_MIN_TIME,
   F_TOKENS_FILE,
+  F_STATE_FILE,
+  F_STATE_SAVE_INTERVAL,
   F_COUNT,
 };
 
@@ -290,6 +292,7 @@ TEXT_FLAG(apply_oauth_client_id, oauth_client_id)
 TEXT_FLAG(apply_oauth_client_secret_file, oauth_client_secret_file)
 TEXT_FLAG(apply_status_map_file, status_map_file)
 TEXT_FLAG(apply_tokens_file, tokens_file)
+TEXT_FLAG(apply_state_file, state_file)
 
 static bool apply_log_format(const char *value, usc_config_t *config, char *why,
                              size_t why_cap) {
@@ -456,6 +459,11 @@ static bool apply_breaker_failures(const char *value, usc_config_t *config,
   return true;
 }
 
+static bool apply_state_save_interval(const char *value, usc_config_t *config,
+                                      char *why, size_t why_cap) {
+  return apply_ms(value, &config->state_save_interval_ns, why, why_cap);
+}
+
 static bool apply_breaker_open_ms(const char *value, usc_config_t *config,
                                   char *why, size_t why_cap) {
   return apply_ms(value, &config->breaker_open_ns, why, why_cap);
@@ -528,6 +536,9 @@ static const flag_t flags[F_COUNT] = {
     [F_KEEPALIVE_TIMEOUT] = {"keepalive-timeout", apply_keepalive_timeout},
     [F_KEEPALIVE_MIN_TIME] = {"keepalive-min-time", apply_keepalive_min_time},
     [F_TOKENS_FILE] = {"tokens-file", apply_tokens_file},
+    [F_STATE_FILE] = {"state-file", apply_state_file},
+    [F_STATE_SAVE_INTERVAL] = {"state-save-interval",
+                               apply_state_save_interval},
 };
 
 static void set_defaults(usc_config_t *config) {
@@ -556,6 +567,7 @@ static void set_defaults(usc_config_t *config) {
   config->keepalive_time_ns = 7200000 * (int64_t)1000000;
   config->keepalive_timeout_ns = 20000 * (int64_t)1000000;
   config->keepalive_min_time_ns = 300000 * (int64_t)1000000;
+  config->state_save_interval_ns = 5000 * (int64_t)1000000;
 }
 
 static void fail(char *error, size_t error_cap, const char *fmt, ...)
@@ -861,6 +873,16 @@ const char *usc_config_usage(void) {
          "  --rest-listen HOST:PORT\n"
          "      also serve the native engine as UAPI REST (HTTP/1.1)\n"
          "      env UAPI_SIDECAR_REST_LISTEN, default off\n"
+         "  --state-file PATH\n"
+         "      keep the native engine's calls in this file: loaded at\n"
+         "      start, written (atomically) after changes and at\n"
+         "      shutdown; a damaged file is moved aside to\n"
+         "      PATH.rejected-TIME and the sidecar starts without calls\n"
+         "      env UAPI_SIDECAR_STATE_FILE, default none\n"
+         "  --state-save-interval MS\n"
+         "      how often the state file is written when calls changed,\n"
+         "      0..3600000 (0: only at shutdown)\n"
+         "      env UAPI_SIDECAR_STATE_SAVE_INTERVAL, default 5000\n"
          "  --max-connections N\n"
          "      open gRPC connections at most, 0..2147483647 (0: no\n"
          "      limit); more are accepted and closed at once\n"

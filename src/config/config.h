@@ -68,6 +68,10 @@ typedef struct {
 
   /* Access control: the bearer tokens of PhoneCallService's clients. */
   char tokens_file[1024]; /* --tokens-file, "" (no control) */
+  /* Persistence of the native engine's calls. */
+  char state_file[1024];          /* --state-file PATH, "" when off */
+  int64_t state_save_interval_ns; /* --state-save-interval ms, 5000; 0 =
+                                     only at shutdown */
 } usc_config_t;
 
 typedef enum {

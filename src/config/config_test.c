@@ -603,6 +603,10 @@ static void test_usage_lists_every_flag(void **state) {
       "UAPI_SIDECAR_KEEPALIVE_TIMEOUT, default 20000",
       "--keepalive-min-time MS",
       "UAPI_SIDECAR_KEEPALIVE_MIN_TIME, default 300000",
+      "--state-file PATH",
+      "UAPI_SIDECAR_STATE_FILE, default none",
+      "--state-save-interval MS",
+      "UAPI_SIDECAR_STATE_SAVE_INTERVAL, default 5000",
       "-h, --help",
       "--version",
   };
@@ -632,6 +636,27 @@ static void test_translation_defaults(void **state) {
   assert_int_equal(o.config.watch_poll_ns, 1000000000LL);
   assert_int_equal(o.config.rest_port, -1);
   assert_string_equal(o.config.uapi_token_file, "");
+  assert_string_equal(o.config.state_file, "");
+  assert_int_equal(o.config.state_save_interval_ns, 5000000000LL);
+}
+
+static void test_state_file_flags(void **state) {
+  (void)state;
+  outcome_t o = PARSE("--state-file", "/var/lib/usc/calls.state",
+                      "--state-save-interval", "0");
+  assert_int_equal(o.result, USC_CONFIG_RUN);
+  assert_string_equal(o.config.state_file, "/var/lib/usc/calls.state");
+  assert_int_equal(o.config.state_save_interval_ns, 0);
+  char *env[] = {"UAPI_SIDECAR_STATE_FILE=/data/calls",
+                 "UAPI_SIDECAR_STATE_SAVE_INTERVAL=250", NULL};
+  o = parse_nothing(env);
+  assert_int_equal(o.result, USC_CONFIG_RUN);
+  assert_string_equal(o.config.state_file, "/data/calls");
+  assert_int_equal(o.config.state_save_interval_ns, 250000000);
+  expect_error(PARSE("--state-save-interval", "3600001"),
+               "--state-save-interval: '3600001' is not in 0..3600000");
+  expect_error(PARSE("--state-save-interval", "5s"),
+               "--state-save-interval: '5s' is not a non-negative integer");
 }
 
 static void test_translation_flags(void **state) {
@@ -707,6 +732,7 @@ int main(void) {
       cmocka_unit_test(test_translation_defaults),
       cmocka_unit_test(test_translation_flags),
       cmocka_unit_test(test_translation_flag_errors),
+      cmocka_unit_test(test_state_file_flags),
       cmocka_unit_test(test_no_arguments_at_all),
       cmocka_unit_test(test_tokens_file),
       cmocka_unit_test(test_every_flag_separate_value),

@@ -515,6 +515,8 @@ int usc_dispatch_new(const usc_dispatch_config_t *config,
   uv_timer_init(config->loop, &d->advance_timer);
   d->advance_timer.data = d;
   uv_unref((uv_handle_t *)&d->advance_timer);
+  /* Calls loaded from a state file may still ring or be parked. */
+  arm_advance(d, usc_state_advance(config->state, now_ns(d)));
   *out = d;
   return 0;
 }

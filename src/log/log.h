@@ -3,6 +3,7 @@
 #ifndef USC_LOG_H
 #define USC_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,6 +50,9 @@ void usc_log_rpc(const usc_log_rpc_t *rpc);
  *   uapi_sidecar_fallback_answers_total
  *   uapi_sidecar_breaker_state, uapi_sidecar_engine_calls,
  *   uapi_sidecar_open_connections, uapi_sidecar_open_streams (gauges)
+ *   uapi_sidecar_state_saves_total{result}, (with --state-file)
+ *   uapi_sidecar_state_file_rejected_total,
+ *   uapi_sidecar_state_last_save_timestamp_seconds
  *   process_cpu_seconds_total, process_resident_memory_bytes,
  *   process_open_fds, process_start_time_seconds
  *
@@ -123,6 +127,12 @@ typedef struct {
   uint64_t engine_calls;     /* calls the native engine holds */
   uint64_t open_connections; /* HTTP/2 connections */
   uint64_t open_streams;     /* HTTP/2 streams, all connections */
+  /* --state-file: the families below are rendered only when it is set. */
+  bool state_file;
+  uint64_t state_saves;         /* uapi_sidecar_state_saves_total */
+  uint64_t state_save_errors;   /* ...{result="error"} */
+  uint64_t state_file_rejected; /* uapi_sidecar_state_file_rejected_total */
+  int64_t state_last_save_ns;   /* wall clock of the last write; 0: none */
 } usc_metrics_gauges_t;
 
 /* Renders every metric as Prometheus text: the registry's, then the

@@ -559,6 +559,34 @@ static void render_gauges(out_t *o, const usc_metrics_gauges_t *g) {
   out_sample(o, "uapi_sidecar_open_streams", g->open_streams);
 }
 
+static void out_saves(out_t *o, const char *result, uint64_t n) {
+  out_str(o, "uapi_sidecar_state_saves_total{result=\"");
+  out_str(o, result);
+  out_str(o, "\"} ");
+  out_u64(o, n);
+  out_str(o, "\n");
+}
+
+static void render_state_file(out_t *o, const usc_metrics_gauges_t *g) {
+  const char *last = "uapi_sidecar_state_last_save_timestamp_seconds";
+  out_family(o, "uapi_sidecar_state_saves_total", "counter",
+             "Writes of the --state-file, by result (ok, error).");
+  out_saves(o, "ok", g->state_saves);
+  out_saves(o, "error", g->state_save_errors);
+  out_family(o, "uapi_sidecar_state_file_rejected_total", "counter",
+             "State files found unusable at start and moved aside.");
+  out_sample(o, "uapi_sidecar_state_file_rejected_total",
+             g->state_file_rejected);
+  out_family(o, last, "gauge",
+             "When the --state-file was last written, in seconds since the "
+             "epoch (0: not yet).");
+  out_str(o, last);
+  out_str(o, " ");
+  out_seconds(o,
+              g->state_last_save_ns > 0 ? (uint64_t)g->state_last_save_ns : 0);
+  out_str(o, "\n");
+}
+
 /* ---- process metrics, from /proc ---- */
 
 /* Fields of /proc/self/stat, counted from 0 at the state, the field after
@@ -675,6 +703,8 @@ int usc_metrics_render(const usc_metrics_t *m,
   render_fallback(&o, m);
   if (gauges != NULL)
     render_gauges(&o, gauges);
+  if (gauges != NULL && gauges->state_file)
+    render_state_file(&o, gauges);
   render_process(&o);
   if (o.failed) {
     usc_free(o.data);

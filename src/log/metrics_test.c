@@ -104,7 +104,10 @@ static void empty_registry(void **state) {
 
 static void exact_text(void **state) {
   usc_metrics_t *m;
-  usc_metrics_gauges_t gauges = {USC_METRICS_BREAKER_HALF_OPEN, 7, 3, 12};
+  usc_metrics_gauges_t gauges = {.breaker_state = USC_METRICS_BREAKER_HALF_OPEN,
+                                 .engine_calls = 7,
+                                 .open_connections = 3,
+                                 .open_streams = 12};
   char *text;
   (void)state;
   assert_int_equal(usc_metrics_new(&m), USC_OK);
@@ -362,9 +365,36 @@ static void cap_on_series(void **state) {
   usc_metrics_free(m);
 }
 
+static void state_file_metrics(void **state) {
+  usc_metrics_t *m;
+  usc_metrics_gauges_t gauges = {
+      .state_file = true,
+      .state_saves = 12,
+      .state_save_errors = 1,
+      .state_file_rejected = 1,
+      .state_last_save_ns = INT64_C(1700000000250000000),
+  };
+  char *text;
+  (void)state;
+  assert_int_equal(usc_metrics_new(&m), USC_OK);
+  text = render(m, &gauges);
+  assert_non_null(strstr(text, "# TYPE uapi_sidecar_state_saves_total "
+                               "counter\n"
+                               "uapi_sidecar_state_saves_total{result=\"ok\"} "
+                               "12\n"
+                               "uapi_sidecar_state_saves_total{result="
+                               "\"error\"} 1\n"));
+  assert_int_equal(sample(text, "uapi_sidecar_state_file_rejected_total"), 1);
+  assert_non_null(strstr(text, "\nuapi_sidecar_state_last_save_timestamp_"
+                               "seconds 1700000000.25\n"));
+  usc_free(text);
+  usc_metrics_free(m);
+}
+
 static void gauges_optional(void **state) {
   usc_metrics_t *m;
-  usc_metrics_gauges_t gauges = {USC_METRICS_BREAKER_OPEN, 100000, 0, 0};
+  usc_metrics_gauges_t gauges = {.breaker_state = USC_METRICS_BREAKER_OPEN,
+                                 .engine_calls = 100000};
   char *text;
   (void)state;
   assert_int_equal(usc_metrics_new(&m), USC_OK);
@@ -373,6 +403,7 @@ static void gauges_optional(void **state) {
   assert_int_equal(sample(text, "uapi_sidecar_engine_calls"), 100000);
   assert_int_equal(sample(text, "uapi_sidecar_open_connections"), 0);
   assert_int_equal(sample(text, "uapi_sidecar_open_streams"), 0);
+  assert_null(strstr(text, "uapi_sidecar_state_"));
   usc_free(text);
   text = render(m, NULL);
   assert_null(strstr(text, "uapi_sidecar_breaker_state"));
@@ -536,6 +567,7 @@ int main(void) {
       cmocka_unit_test(escaping),
       cmocka_unit_test(cap_on_series),
       cmocka_unit_test(gauges_optional),
+      cmocka_unit_test(state_file_metrics),
       cmocka_unit_test(process_metrics),
       cmocka_unit_test(edges),
       cmocka_unit_test(no_allocation_when_warm),

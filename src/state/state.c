@@ -28,6 +28,7 @@
 
 #include "src/base/base.h"
 #include "src/state/index.h"
+#include "src/state/internal.h"
 
 #define NS_PER_S INT64_C(1000000000)
 #define DEFAULT_MAX_CALLS 100000
@@ -90,6 +91,7 @@ struct usc_state {
   usc_heap_t heap;
   usc_state_watch_t *watchers;
   call_index_t index;
+  uint64_t changes; /* see usc_state_changes */
 };
 
 /* An address once checked. */
@@ -313,6 +315,8 @@ static int table_reserve(usc_state_t *s, size_t n) {
   if (n * 4 <= s->table_cap * 3)
     return 0;
   size_t old_cap = s->table_cap, cap = old_cap ? old_cap * 2 : MIN_TABLE_CAP;
+  while (n * 4 > cap * 3) /* a load adds many calls at once */
+    cap *= 2;
   rec_t **old = s->table, **table = usc_calloc(cap, sizeof *table);
   if (table == NULL)
     return USC_ERR_NOMEM;
@@ -462,6 +466,7 @@ static bool watch_sees(const usc_state_watch_t *w, const rec_t *r,
 static void emit(usc_state_t *s, usc_state_event_type_t type, const rec_t *r,
                  int64_t at, const char *prior_ext) {
   usc_state_watch_t *next;
+  s->changes++; /* every change to a call is an event */
   for (usc_state_watch_t *w = s->watchers; w != NULL; w = next) {
     next = w->next; /* a callback may unwatch itself */
     if (watch_sees(w, r, prior_ext))
@@ -1325,10 +1330,14 @@ static size_t count_parked(const usc_state_t *s, const char *user) {
   return n;
 }
 
+/* A leg parked upstream may come without a position (0) or with any
+ * number: only 1..n can hide a free position. */
 static void mark_taken(const rec_t *r, bool *taken, size_t n) {
-  for (size_t i = 0; i < r->call.n_views; i++)
-    if (r->legs[i].parked != 0 && (size_t)r->legs[i].parked_pos <= n)
-      taken[r->legs[i].parked_pos - 1] = true;
+  for (size_t i = 0; i < r->call.n_views; i++) {
+    int pos = r->legs[i].parked_pos;
+    if (r->legs[i].parked != 0 && pos >= 1 && (size_t)pos <= n)
+      taken[pos - 1] = true;
+  }
 }
 
 /* The lowest position no parked leg of `user` holds. With n parked legs
@@ -1441,9 +1450,26 @@ static void fill_joined(usc_state_view_t *v, const join_text_t *jt,
   v->answered = now;
 }
 
+static bool leg_number_used(const rec_t *r, size_t number) {
+  for (size_t i = 0; i < r->call.n_views; i++)
+    if (r->legs[i].id[0] == (char)('0' + number / 10) &&
+        r->legs[i].id[1] == (char)('0' + number % 10))
+      return true;
+  return false;
+}
+
+/* The number of a new leg: 2, 3, ... after the legs a call was created
+ * with, passing over any a mirrored call's legs already use. */
+static size_t free_leg_number(const rec_t *r) {
+  size_t number = r->call.n_views;
+  while (leg_number_used(r, number))
+    number++;
+  return number;
+}
+
 static int join(rec_t *r, size_t i, const usc_state_action_t *req, int64_t now,
                 usc_state_err_t *err) {
-  size_t n = r->call.n_views;
+  size_t n = r->call.n_views, number = free_leg_number(r);
   join_text_t jt;
   usc_state_view_t *legs = NULL;
   if (!join_text_new(&jt, req->send_call_to, r->legs[i].extension,
@@ -1454,7 +1480,7 @@ static int join(rec_t *r, size_t i, const usc_state_action_t *req, int64_t now,
   }
   r->legs = legs;
   r->call.views = legs;
-  init_leg(&legs[n], n);
+  init_leg(&legs[n], number);
   fill_joined(&legs[n], &jt, now);
   r->owned[n] = OWN_EXT | OWN_SRC | OWN_DST | (jt.caller ? OWN_CALLER : 0);
   r->call.n_views = n + 1;
@@ -1844,6 +1870,7 @@ static void replace_call(usc_state_t *s, rec_t *old, rec_t *r, int64_t now) {
     park_unlink(s, old);
   if (r->n_parked > 0)
     park_link(s, r);
+  s->changes++;
   usc_state_watch_t *next;
   for (usc_state_watch_t *w = s->watchers; w != NULL; w = next) {
     next = w->next;
@@ -1982,4 +2009,147 @@ void usc_state_unwatch(usc_state_t *state, usc_state_watch_t *watch) {
   if (watch->next != NULL)
     watch->next->prev = watch->prev;
   usc_free(watch);
+}
+
+/* ---- for the file format (codec.c, through internal.h) ---- */
+
+uint64_t usc_state_changes(const usc_state_t *state) { return state->changes; }
+
+const usc_state_call_t *state_first(const usc_state_t *s) {
+  return s->head != NULL ? &s->head->call : NULL;
+}
+
+const usc_state_call_t *state_next(const usc_state_call_t *call) {
+  const rec_t *r = USC_CONTAINER_OF(call, rec_t, call);
+  return r->next != NULL ? &r->next->call : NULL;
+}
+
+void state_deadlines(const usc_state_call_t *call, state_deadlines_t *out) {
+  const rec_t *r = USC_CONTAINER_OF(call, rec_t, call);
+  memset(out, 0, sizeof *out);
+  out->ring_at = r->ring_at;
+  for (size_t i = 0; i < call->n_views; i++)
+    out->park_secs[i] = r->park_secs[i];
+}
+
+/* The user of a call kept by the engine: a user id, or the caller's
+ * identity, which the engine takes as it is (only never empty). */
+static int check_owner(const char *user, usc_state_err_t *err) {
+  if (is_set(user))
+    return 0;
+  return INVALID(err, USC_UAPI_USER_INVALID, "a call has no user");
+}
+
+/* A limit runs from the moment a leg was parked, as Park sets them. */
+static int check_deadlines(const usc_state_call_t *c,
+                           const state_deadlines_t *d, usc_state_err_t *err) {
+  if (d->ring_at < 0)
+    return INVALID(err, NULL, "phone call '%s' rings until a time before 1970",
+                   c->id);
+  for (size_t i = 0; i < c->n_views; i++) {
+    unsigned secs = d->park_secs[i];
+    int64_t parked = c->views[i].parked;
+    if (secs == 0)
+      continue;
+    if (secs < PARK_MIN_S || secs > PARK_MAX_S)
+      return INVALID(err, NULL,
+                     "leg '%s' of phone call '%s' stays parked %u s: the "
+                     "limit is %d to %d s",
+                     c->views[i].id, c->id, secs, PARK_MIN_S, PARK_MAX_S);
+    if (parked == 0 || parked > INT64_MAX - PARK_MAX_S * NS_PER_S)
+      return INVALID(err, NULL,
+                     "leg '%s' of phone call '%s' has a parking limit but "
+                     "no time of parking",
+                     c->views[i].id, c->id);
+  }
+  return 0;
+}
+
+int state_build(const usc_state_call_t *c, const state_deadlines_t *d,
+                rec_t **out, usc_state_err_t *err) {
+  rec_t *r = NULL;
+  int rc = check_owner(c->user, err);
+  if (rc == 0)
+    rc = check_snapshot(c, err);
+  if (rc == 0)
+    rc = check_deadlines(c, d, err);
+  if (rc != 0)
+    return rc;
+  if (new_mirrored(c, c->user, c->published, &r) != 0)
+    return NO_MEMORY(err, "loading calls");
+  r->ring_at = d->ring_at;
+  for (size_t i = 0; i < c->n_views; i++)
+    r->park_secs[i] = d->park_secs[i];
+  *out = r;
+  return 0;
+}
+
+void state_drop(rec_t *r) {
+  if (r != NULL)
+    free_call(r);
+}
+
+size_t state_room(const usc_state_t *s) { return s->max_calls - s->n_calls; }
+
+/* Puts every call in the id table, or none: a call whose user and id are
+ * already taken (by the engine or by an earlier one of `recs`) undoes the
+ * others. */
+static int adopt_ids(usc_state_t *s, rec_t **recs, size_t n,
+                     usc_state_err_t *err) {
+  for (size_t i = 0; i < n; i++) {
+    const usc_state_call_t *c = &recs[i]->call;
+    if (find(s, c->user, c->id) != NULL) {
+      while (i > 0)
+        table_remove(s, recs[--i]);
+      return INVALID(err, CALL_ID_CODE,
+                     "user '%.40s' has two calls with the id '%s'", c->user,
+                     c->id);
+    }
+    table_put(s, recs[i]);
+  }
+  return 0;
+}
+
+/* Numbers the calls and puts them in their buckets, all or none. */
+static int index_all(usc_state_t *s, rec_t **recs, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    recs[i]->seq = s->next_seq + i;
+    recs[i]->due.tie = recs[i]->seq;
+    if (index_call(s, recs[i]) != 0) {
+      while (i > 0)
+        index_remove(&s->index, &recs[--i]->index);
+      return USC_ERR_NOMEM;
+    }
+  }
+  s->next_seq += n;
+  return 0;
+}
+
+int state_adopt(usc_state_t *s, rec_t **recs, size_t n, usc_state_err_t *err) {
+  if (n > state_room(s))
+    return fail(err, USC_ERR_FULL, USC_GRPC_RESOURCE_EXHAUSTED, NULL,
+                "%zu calls do not fit: the engine holds %zu of at most %zu "
+                "(--max-calls)",
+                n, s->n_calls, s->max_calls);
+  if (usc_heap_reserve(&s->heap, s->n_calls + n) != 0 ||
+      table_reserve(s, s->n_calls + n) != 0)
+    return NO_MEMORY(err, "loading calls");
+  int rc = adopt_ids(s, recs, n, err);
+  if (rc != 0)
+    return rc;
+  if (index_all(s, recs, n) != 0) {
+    for (size_t i = 0; i < n; i++)
+      table_remove(s, recs[i]);
+    return NO_MEMORY(err, "loading calls");
+  }
+  for (size_t i = 0; i < n; i++) {
+    rec_t *r = recs[i];
+    list_insert(s, r);
+    heap_update(s, r);
+    if (r->n_parked > 0)
+      park_link(s, r);
+  }
+  s->n_calls += n;
+  s->changes++;
+  return 0;
 }

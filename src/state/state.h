@@ -18,7 +18,7 @@
  *
  * Lifetime. Pointers to calls returned by the engine stay valid until the
  * next call that changes the engine (any create, action, hangup, advance,
- * put, remove, retain, or free).
+ * put, remove, retain, load, or free).
  *
  * Mirroring. For the translation backend's fallback, the calls the
  * upstream UAPI returns can be copied into the engine (usc_state_put) and
@@ -325,5 +325,40 @@ int usc_state_remove(usc_state_t *state, const usc_state_address_t *owner,
 int usc_state_retain(usc_state_t *state,
                      const usc_state_address_t *owner_and_extension,
                      const char *const *ids, size_t n_ids, int64_t now);
+
+/* ---- persistence (codec.c) ----
+ *
+ * The engine's calls as bytes, so that they survive a restart: every
+ * field of every call and leg, the owner, and what is still to come
+ * (ringing that turns into an answer, parking that runs out), as absolute
+ * times on the engine's clock. The id generator is not saved: the new
+ * engine's seed makes new ids, and a new id never equals one it holds.
+ * The format (versioned, with a length and a CRC-32) is described in
+ * codec.c and docs/native-engine.md. No I/O here. */
+
+/* Changes whenever a call is created, changed or ended (by any operation,
+ * advance and load included); equal values mean nothing changed. */
+uint64_t usc_state_changes(const usc_state_t *state);
+
+/* Writes every call into a new buffer: *bytes (usc_malloc'd, the caller
+ * frees it with usc_free) of *len bytes, both written only on success.
+ * `now` is recorded as the time of the save. Returns 0, USC_ERR_NOMEM, or
+ * USC_ERR_TOO_LARGE for a string over 4 GiB. */
+int usc_state_save(const usc_state_t *state, int64_t now, uint8_t **bytes,
+                   size_t *len);
+
+/* Adds the calls saved in `bytes` (borrowed during the call) to the
+ * engine, all or none. The whole buffer is checked first (size, magic,
+ * version, length, checksum), then every call as usc_state_put checks a
+ * snapshot (and its owner and deadlines as the engine makes them), before
+ * the first is added. Then what was due by `now` happens (advance).
+ * Loading tells no watcher. Returns 0, or with *err filled (its message
+ * says what is wrong and where) and the engine unchanged:
+ * USC_ERR_INVALID for bytes that are not a whole, intact save of a
+ * supported version or hold an invalid call (or one whose user and id are
+ * already taken), USC_ERR_FULL when the calls would pass max_calls,
+ * USC_ERR_NOMEM. */
+int usc_state_load(usc_state_t *state, const uint8_t *bytes, size_t len,
+                   int64_t now, usc_state_err_t *err);
 
 #endif

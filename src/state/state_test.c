@@ -2258,6 +2258,44 @@ static void test_actions_on_mirrored_call(void **unused) {
   usc_state_free(s);
 }
 
+/* A leg parked upstream may have no position (0) or a strange one: a
+ * native park still finds the lowest free position, reading nothing
+ * outside its own bookkeeping. */
+static void test_park_beside_mirrored_positions(void **unused) {
+  (void)unused;
+  usc_state_t *s = engine(NULL);
+  snap_t m;
+  snapshot(&m, "777");
+  m.views[1].parked_pos = 0;
+  put_ok(s, "@me", &m.call, T0);
+  snapshot(&m, "778");
+  m.views[1].parked_pos = -3;
+  put_ok(s, "@me", &m.call, T0);
+  call_id_t id;
+  create_default(s, T0, id);
+  usc_state_action_t a = action(USC_STATE_PARK, id, "00");
+  assert_int_equal(act_ok(s, &a, T0)->views[0].parked_pos, 1);
+  usc_state_free(s);
+}
+
+/* A leg that joins a mirrored call gets an id none of its legs has. */
+static void test_join_mirrored_leg_ids(void **unused) {
+  (void)unused;
+  usc_state_t *s = engine(NULL);
+  snap_t m;
+  snapshot(&m, "779");
+  strcpy(m.views[1].id, "02");
+  put_ok(s, "@me", &m.call, T0);
+  usc_state_action_t a = action(USC_STATE_BARGE_IN, "779", "00");
+  a.send_call_to = "0003*299";
+  const usc_state_call_t *c = act_ok(s, &a, T0);
+  assert_int_equal(c->n_views, 3);
+  assert_string_equal(c->views[2].id, "03");
+  c = act_ok(s, &a, T0);
+  assert_string_equal(c->views[3].id, "04");
+  usc_state_free(s);
+}
+
 static void test_remove(void **unused) {
   (void)unused;
   usc_state_t *s = engine(NULL);
@@ -2825,6 +2863,8 @@ int main(void) {
       cmocka_unit_test(test_put_users),
       cmocka_unit_test(test_put_watchers_of_old_extension),
       cmocka_unit_test(test_actions_on_mirrored_call),
+      cmocka_unit_test(test_park_beside_mirrored_positions),
+      cmocka_unit_test(test_join_mirrored_leg_ids),
       cmocka_unit_test(test_remove),
       cmocka_unit_test(test_retain),
       cmocka_unit_test(test_alloc_failures),

@@ -3,6 +3,9 @@
 #   python  tests/interop/python/test_interop.py  (grpcio)
 #   wire    tests/interop/python/test_wire.py     (python3-h2, raw sockets)
 #   access  tests/interop/python/test_access.py   (--tokens-file, grpcio)
+#   persist tests/interop/python/test_persist.py  (--state-file restarts;
+#                                                  not in the default set:
+#                                                  native mode only)
 #   node    tests/interop/node/test.js            (@grpc/grpc-js)
 #   cpp     tests/interop/cpp/run.sh              (grpc++)
 # Each suite starts and stops its own sidecars and prints its own lines,
@@ -99,6 +102,7 @@ for suite in ${USC_INTEROP_SUITES:-python wire services transport access node cp
     services) run_suite services /usr/bin/python3 tests/interop/python/test_services.py ;;
     transport) run_suite transport /usr/bin/python3 tests/interop/python/test_transport.py ;;
     access) run_suite access /usr/bin/python3 tests/interop/python/test_access.py ;;
+    persist) run_suite persist /usr/bin/python3 tests/interop/python/test_persist.py ;;
     node) run_suite node tests/interop/node/run.sh ;;
     cpp) run_suite cpp tests/interop/cpp/run.sh "$bin" ;;
     *) echo "unknown suite $suite"; total_failed=$((total_failed + 1)) ;;
