@@ -14,7 +14,10 @@
 # durations, p50/p99 per run, median of the runs) and peak throughput
 # (h2load -D for a fixed time, median req/s of the runs; CPU µs/request
 # from utime+stime in /proc/PID/stat across the runs). GetPhoneCall is the
-# GET of one call; OnHold is the PUT of an action.
+# GET of one call; OnHold is the PUT of an action. A last, diagnostic c=1
+# measure moves nginx onto the sidecar's CPU, to tell the sidecar's own
+# cost from that of the two extra cross-CPU wake-ups of its placement.
+# Upstream keep-alive reuse comes from nginx's stub_status counters.
 # Environment: BENCH_SECONDS (peak run length, 5), BENCH_XLATE_LAT_SECONDS
 # (latency run length, 2), BENCH_XLATE_RUNS (3), BENCH_XLATE_PEAK_CONC
 # (h2load -c for the sidecar, 10), BENCH_XLATE_PEAK_STREAMS (-m, 10),
@@ -82,6 +85,7 @@ stop_pid() { # PID: TERM, then KILL after 3 s
   wait "$1" 2>/dev/null || true
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 forget_pid() {
   local keep=() p
@@ -90,6 +94,8 @@ forget_pid() {
 }
 
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
+# Other work on the machine skews every figure: note how idle it was.
+IDLE_BEFORE=$(vmstat 1 2 | tail -1 | awk '{ print $15 }')
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { # utime + stime of a process (all threads), in clock ticks
   awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
@@ -161,11 +167,6 @@ EOF
 
 nginx_status() { # -> "accepts requests"
   curl -s "http://127.0.0.1:$PORT_NGINX/nginx_status" | awk 'NR == 3 { print $1, $3 }'
-}
-
-metric() { # NAME-AND-LABELS -> value from the sidecar's /metrics (0 if absent)
-  curl -s "http://127.0.0.1:$PORT_ADMIN/metrics" |
-    awk -v k="$1" 'index($0, k " ") == 1 { v = $NF } END { print v + 0 }'
 }
 
 grpc_check() { # METHOD BODY -> one line "grpc-status x-uapi-backend"
@@ -308,6 +309,10 @@ peak sidecar-get "$SIDECAR_URL/GetPhoneCall" "$SIDECAR_PID" "$NGINX_PID" \
 latency sidecar-onhold "$SIDECAR_URL/OnHold" "$SIDECAR_PID" -d "$WORK/onhold.bin" "${GRPC_HDRS[@]}"
 peak sidecar-onhold "$SIDECAR_URL/OnHold" "$SIDECAR_PID" "$NGINX_PID" \
   -c "$PEAK_CONC" -m "$PEAK_STREAMS" -d "$WORK/onhold.bin" "${GRPC_HDRS[@]}"
+# Diagnostic: the same latency with nginx moved onto the sidecar's CPU, so
+# that the sidecar path has as many cross-CPU wake-ups as nginx direct.
+taskset -pc "$SERVER_CPU" "$NGINX_PID" >/dev/null
+latency sidecar-get-colocated "$SIDECAR_URL/GetPhoneCall" "$SIDECAR_PID" -d "$WORK/get.bin" "${GRPC_HDRS[@]}"
 # RPCs the sidecar ended, by gRPC code (h2load counts HTTP 200s only).
 CODES=$(curl -s "http://127.0.0.1:$PORT_ADMIN/metrics" |
   sed -n 's/^grpc_server_handled_total{.*grpc_code="\([A-Z_]*\)"} \([0-9]*\).*/\1 \2/p' |
@@ -323,6 +328,7 @@ pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a / b * 100 }'; }
 verdict() { if [ "$1" = 1 ]; then echo met; else echo "**not met**"; fi; }
 ADDED=$(diff_us "${P50[sidecar-get]}" "${P50[nginx-get]}")
 ADDED_PUT=$(diff_us "${P50[sidecar-onhold]}" "${P50[nginx-put]}")
+ADDED_COLOCATED=$(diff_us "${P50[sidecar-get-colocated]}" "${P50[nginx-get]}")
 RATIO_CPU=$(pct "${CPU_US[nginx-get]}" "${CPU_US[sidecar-get]}")
 RATIO_CPU_PUT=$(pct "${CPU_US[nginx-put]}" "${CPU_US[sidecar-onhold]}")
 RATIO_WALL=$(pct "${RPS[sidecar-get]}" "${RPS[nginx-get]}")
@@ -340,7 +346,14 @@ row() { # LABEL NAME
   echo
   echo "Written by \`bench/translate.sh\` on $(date -u +%Y-%m-%dT%H:%MZ) with"
   echo "$("$NGINX" -v 2>&1 | sed 's/^nginx version: //') and $(h2load --version | head -1 | sed 's/^h2load //');"
-  echo "load average $LOADAVG before, $LOADAVG_AFTER after."
+  echo "load average $LOADAVG before, $LOADAVG_AFTER after; CPU idle in the second"
+  echo "before the run: $IDLE_BEFORE%."
+  if [ "$IDLE_BEFORE" -lt 90 ]; then
+    echo
+    echo "**Other work was using the CPUs when this ran: the figures below are skewed"
+    echo "by it (more so the latencies and the c=1 CPU costs) and only roughly"
+    echo "comparable with each other.**"
+  fi
   echo
   echo "### Method"
   echo
@@ -391,6 +404,8 @@ row() { # LABEL NAME
   echo "${LOAD_CMD[sidecar-get]}"
   echo "${LAT_CMD[sidecar-onhold]}"
   echo "${LOAD_CMD[sidecar-onhold]}"
+  echo "taskset -pc $SERVER_CPU NGINX_PID   # diagnostic row, then:"
+  echo "${LAT_CMD[sidecar-get-colocated]}"
   echo '```'
   echo
   echo "NGINX_CONF is \`bench/translate-nginx.conf\` with @PREFIX@ (a temp dir) and @PORT@"
@@ -405,11 +420,19 @@ row() { # LABEL NAME
   row "sidecar --backend uapi, GetPhoneCall" sidecar-get
   row "nginx direct HTTP/1.1, PUT" nginx-put
   row "sidecar --backend uapi, OnHold" sidecar-onhold
+  colo=sidecar-get-colocated
+  echo "| diagnostic: sidecar GetPhoneCall, nginx on CPU $SERVER_CPU with it | ${P50[$colo]} | ${P99[$colo]} | ${LAT_CPU_US[$colo]} | | | | |"
   echo
   echo "| target (issue) | measured | |"
   echo "|---|---|---|"
   echo "| added latency at p50, concurrency 1: ≤ $TARGET_ADDED_US µs | GetPhoneCall $ADDED µs (OnHold $ADDED_PUT µs) | $V_ADDED |"
   echo "| throughput per sidecar core ≥ $TARGET_RATIO_PCT% of nginx direct HTTP/1.1 per core | GetPhoneCall $RATIO_CPU% (OnHold $RATIO_CPU_PUT%) | $V_RATIO |"
+  echo
+  echo "Diagnostic row: nginx moved onto CPU $SERVER_CPU with the sidecar for one more"
+  echo "c=1 measure (\`taskset -pc $SERVER_CPU NGINX_PID\`), so the sidecar path has the same two"
+  echo "cross-CPU wake-ups as nginx direct: added p50 $ADDED_COLOCATED µs. The difference"
+  echo "from the first added figure is the cost of waking a process on the other CPU"
+  echo "twice more per call, which on a VM can be large."
   echo
   echo "The throughput ratio is req/s per fully busy core, sidecar over nginx direct"
   echo "(nginx CPU µs/request over the sidecar's, peak runs). Wall-clock peak req/s,"
@@ -422,7 +445,7 @@ row() { # LABEL NAME
   echo
   echo "| sidecar runs | requests nginx served | connections nginx accepted |"
   echo "|---|---:|---:|"
-  for n in sidecar-get-c1 sidecar-get-peak sidecar-onhold-c1 sidecar-onhold-peak; do
+  for n in sidecar-get-c1 sidecar-get-peak sidecar-onhold-c1 sidecar-onhold-peak sidecar-get-colocated-c1; do
     echo "| $n | ${UP_REQS[$n]} | ${UP_CONNS[$n]} |"
   done
   echo
