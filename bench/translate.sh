@@ -40,9 +40,12 @@ LAT_SECONDS=${BENCH_XLATE_LAT_SECONDS:-2}
 PEAK_CONC=${BENCH_XLATE_PEAK_CONC:-10}
 PEAK_STREAMS=${BENCH_XLATE_PEAK_STREAMS:-10}
 H1_CONC=${BENCH_XLATE_H1_CONC:-$((PEAK_CONC * PEAK_STREAMS))}
-PORT_SIDECAR=${BENCH_PORT_XLATE:-50974}
-PORT_ADMIN=${BENCH_PORT_XLATE_ADMIN:-50976}
-PORT_NGINX=${BENCH_PORT_NGINX:-50975}
+# Below the kernel's ephemeral range (32768-60999 by default): the runs
+# leave thousands of client sockets in TIME-WAIT, and one holding the
+# listening port as its local port would make the bind fail.
+PORT_SIDECAR=${BENCH_PORT_XLATE:-31974}
+PORT_ADMIN=${BENCH_PORT_XLATE_ADMIN:-31976}
+PORT_NGINX=${BENCH_PORT_NGINX:-31975}
 TARGET_ADDED_US=50
 TARGET_RATIO_PCT=70
 
@@ -117,7 +120,10 @@ wait_port() { # PORT PID
 }
 
 for p in "$PORT_SIDECAR" "$PORT_ADMIN" "$PORT_NGINX"; do
-  port_free "$p" || { echo "translate: port $p is already in use" >&2; exit 1; }
+  port_free "$p" || {
+    echo "translate: port $p is already in use (BENCH_PORT_XLATE, BENCH_PORT_XLATE_ADMIN, BENCH_PORT_NGINX)" >&2
+    exit 1
+  }
 done
 
 # The nginx prefix: config, pid, error log and temp dirs, nothing outside.
