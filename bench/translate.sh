@@ -137,7 +137,7 @@ start_nginx() { # CPU
   taskset -c "$1" "$NGINX" "${NGINX_ARGS[@]}" >>"$WORK/nginx.out" 2>&1 &
   NGINX_PID=$!
   PIDS+=("$NGINX_PID")
-  wait_port "$PORT_NGINX" "$NGINX_PID"
+  wait_port "$PORT_NGINX" "$NGINX_PID" || { tail -5 "$NGX/error.log" "$WORK/nginx.out" >&2; exit 1; }
 }
 
 start_sidecar() { # CPU
@@ -146,7 +146,7 @@ start_sidecar() { # CPU
     --log-level warn >>"$WORK/sidecar.log" 2>&1 &
   SIDECAR_PID=$!
   PIDS+=("$SIDECAR_PID")
-  wait_port "$PORT_SIDECAR" "$SIDECAR_PID"
+  wait_port "$PORT_SIDECAR" "$SIDECAR_PID" || { tail -5 "$WORK/sidecar.log" >&2; exit 1; }
 }
 
 stop() { # PID
