@@ -3,6 +3,7 @@
 #ifndef USC_LOG_H
 #define USC_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,6 +50,7 @@ void usc_log_rpc(const usc_log_rpc_t *rpc);
  *   uapi_sidecar_fallback_answers_total
  *   uapi_sidecar_breaker_state, uapi_sidecar_engine_calls,
  *   uapi_sidecar_open_connections, uapi_sidecar_open_streams (gauges)
+ *   uapi_sidecar_tls_handshake_failures_total (with TLS)
  *   process_cpu_seconds_total, process_resident_memory_bytes,
  *   process_open_fds, process_start_time_seconds
  *
@@ -123,6 +125,10 @@ typedef struct {
   uint64_t engine_calls;     /* calls the native engine holds */
   uint64_t open_connections; /* HTTP/2 connections */
   uint64_t open_streams;     /* HTTP/2 streams, all connections */
+  /* With TLS on the gRPC listener only: the counter
+   * uapi_sidecar_tls_handshake_failures_total. */
+  bool tls;
+  uint64_t tls_handshake_failures;
 } usc_metrics_gauges_t;
 
 /* Renders every metric as Prometheus text: the registry's, then the

@@ -104,7 +104,10 @@ static void empty_registry(void **state) {
 
 static void exact_text(void **state) {
   usc_metrics_t *m;
-  usc_metrics_gauges_t gauges = {USC_METRICS_BREAKER_HALF_OPEN, 7, 3, 12};
+  usc_metrics_gauges_t gauges = {.breaker_state = USC_METRICS_BREAKER_HALF_OPEN,
+                                 .engine_calls = 7,
+                                 .open_connections = 3,
+                                 .open_streams = 12};
   char *text;
   (void)state;
   assert_int_equal(usc_metrics_new(&m), USC_OK);
@@ -364,7 +367,8 @@ static void cap_on_series(void **state) {
 
 static void gauges_optional(void **state) {
   usc_metrics_t *m;
-  usc_metrics_gauges_t gauges = {USC_METRICS_BREAKER_OPEN, 100000, 0, 0};
+  usc_metrics_gauges_t gauges = {.breaker_state = USC_METRICS_BREAKER_OPEN,
+                                 .engine_calls = 100000};
   char *text;
   (void)state;
   assert_int_equal(usc_metrics_new(&m), USC_OK);
@@ -373,10 +377,25 @@ static void gauges_optional(void **state) {
   assert_int_equal(sample(text, "uapi_sidecar_engine_calls"), 100000);
   assert_int_equal(sample(text, "uapi_sidecar_open_connections"), 0);
   assert_int_equal(sample(text, "uapi_sidecar_open_streams"), 0);
+  assert_null(strstr(text, "uapi_sidecar_tls_handshake_failures_total"));
   usc_free(text);
   text = render(m, NULL);
   assert_null(strstr(text, "uapi_sidecar_breaker_state"));
   assert_null(strstr(text, "uapi_sidecar_open_streams"));
+  usc_free(text);
+  usc_metrics_free(m);
+}
+
+static void tls_counter_with_tls_only(void **state) {
+  usc_metrics_t *m;
+  usc_metrics_gauges_t gauges = {.tls = true, .tls_handshake_failures = 4};
+  char *text;
+  (void)state;
+  assert_int_equal(usc_metrics_new(&m), USC_OK);
+  text = render(m, &gauges);
+  assert_non_null(
+      strstr(text, "# TYPE uapi_sidecar_tls_handshake_failures_total "
+                   "counter\nuapi_sidecar_tls_handshake_failures_total 4\n"));
   usc_free(text);
   usc_metrics_free(m);
 }
@@ -536,6 +555,7 @@ int main(void) {
       cmocka_unit_test(escaping),
       cmocka_unit_test(cap_on_series),
       cmocka_unit_test(gauges_optional),
+      cmocka_unit_test(tls_counter_with_tls_only),
       cmocka_unit_test(process_metrics),
       cmocka_unit_test(edges),
       cmocka_unit_test(no_allocation_when_warm),
