@@ -19,9 +19,9 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include "src/base/base.h"
+#include "src/tls/testcert.h"
 #include "src/tls/tls.h"
 
 /* ---- OpenSSL's allocations: counted, and failing on demand ----
@@ -96,52 +96,17 @@ static void path(char *out, const char *name) {
 
 static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer,
                        EVP_PKEY *issuer_key, bool ca) {
-  static long serial = 1;
-  X509 *x = X509_new();
+  X509 *x = usc_testcert_make(key, cn, issuer, issuer_key, ca);
   assert_non_null(x);
-  X509_set_version(x, 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
-  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-  X509_set_pubkey(x, key);
-  X509_NAME *name = X509_get_subject_name(x);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             (const unsigned char *)cn, -1, -1, 0);
-  X509_set_issuer_name(x,
-                       issuer != NULL ? X509_get_subject_name(issuer) : name);
-  X509V3_CTX v3;
-  X509V3_set_ctx_nodb(&v3);
-  X509V3_set_ctx(&v3, issuer != NULL ? issuer : x, x, NULL, NULL, 0);
-  const char *values[] = {ca ? "critical,CA:TRUE" : "CA:FALSE",
-                          "DNS:localhost,IP:127.0.0.1"};
-  int nids[] = {NID_basic_constraints, NID_subject_alt_name};
-  for (size_t i = 0; i < (ca ? 1u : 2u); i++) {
-    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &v3, nids[i], values[i]);
-    assert_non_null(ext);
-    X509_add_ext(x, ext, -1);
-    X509_EXTENSION_free(ext);
-  }
-  assert_true(
-      X509_sign(x, issuer_key != NULL ? issuer_key : key, EVP_sha256()) > 0);
   return x;
 }
 
 static void write_key(const char *file, EVP_PKEY *key, bool encrypt) {
-  FILE *f = fopen(file, "w");
-  assert_non_null(f);
-  static unsigned char password[] = "secret";
-  assert_int_equal(PEM_write_PrivateKey(
-                       f, key, encrypt ? EVP_aes_128_cbc() : NULL,
-                       encrypt ? password : NULL, encrypt ? 6 : 0, NULL, NULL),
-                   1);
-  fclose(f);
+  assert_true(usc_testcert_write_key(file, key, encrypt));
 }
 
 static void write_cert(const char *file, X509 *x) {
-  FILE *f = fopen(file, "w");
-  assert_non_null(f);
-  assert_int_equal(PEM_write_X509(f, x), 1);
-  fclose(f);
+  assert_true(usc_testcert_write_cert(file, x));
 }
 
 static const char *const file_names[] = {
@@ -159,9 +124,9 @@ static void make_files(void) {
     path(paths[i], file_names[i]);
   path(missing, "missing.pem");
 
-  EVP_PKEY *server = EVP_EC_gen("P-256"), *ca = EVP_EC_gen("P-256");
-  EVP_PKEY *client = EVP_EC_gen("P-256"), *rogue_ca = EVP_EC_gen("P-256");
-  EVP_PKEY *rogue = EVP_EC_gen("P-256"), *other = EVP_EC_gen("P-256");
+  EVP_PKEY *server = usc_testcert_key(), *ca = usc_testcert_key();
+  EVP_PKEY *client = usc_testcert_key(), *rogue_ca = usc_testcert_key();
+  EVP_PKEY *rogue = usc_testcert_key(), *other = usc_testcert_key();
   X509 *server_x = make_cert(server, "localhost", NULL, NULL, false);
   X509 *ca_x = make_cert(ca, "test client CA", NULL, NULL, true);
   X509 *client_x = make_cert(client, "client", ca_x, ca, false);
