@@ -241,6 +241,9 @@ int usc_tls_ctx_new(const usc_tls_config_t *config, usc_tls_ctx_t **out,
   rc = load_files(ctx->ssl_ctx, config, error, error_cap);
   if (rc != 0)
     goto fail;
+  /* Reading PEM leaves expected errors behind; the queue is shared with
+   * libcurl's OpenSSL. */
+  ERR_clear_error();
   *out = ctx;
   return 0;
 fail:
