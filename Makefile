@@ -15,7 +15,7 @@ BUILD_PACKAGES := bazel-bootstrap gcc g++ make libnghttp2-dev libuv1-dev \
 TEST_PACKAGES := libcmocka-dev libgrpc++-dev protobuf-compiler-grpc \
 	python3-grpcio python3-h2 valgrind clang-format golang-go \
 	golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go \
-	protoc-gen-go-grpc
+	protoc-gen-go-grpc openssl
 PACKAGES := $(BUILD_PACKAGES) $(TEST_PACKAGES)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -21,6 +21,7 @@
 #include "src/log/log.h"
 #include "src/persist/persist.h"
 #include "src/state/state.h"
+#include "src/tls/tls.h"
 
 #define DRAIN_POLL_MS 20
 #define TOKENS_FILE_MAX (1024 * 1024)
@@ -36,6 +37,7 @@ typedef struct {
   usc_xlate_status_map_t *status_map;
   usc_dispatch_t *dispatch;
   usc_filewatch_t *tokens; /* --tokens-file, or NULL */
+  usc_tls_ctx_t *tls;      /* --tls-cert and --tls-key, or NULL */
   usc_h2_server_t *server;
   usc_admin_server_t *rest;  /* the UAPI REST facade, or NULL */
   usc_admin_server_t *admin; /* /metrics, /healthz, /readyz */
@@ -91,6 +93,8 @@ static void on_rest_closed(void *user) {
 static void on_server_closed(void *user) {
   sidecar_t *app = user;
   app->server = NULL;
+  usc_tls_ctx_free(app->tls);
+  app->tls = NULL;
   if (app->rest != NULL)
     usc_admin_server_close(app->rest, on_rest_closed, app);
   else
@@ -315,6 +319,25 @@ static int start_upstream(sidecar_t *app) {
 
 static uint64_t ms(int64_t ns) { return (uint64_t)(ns / 1000000); }
 
+/* The certificate and key are read once, here: a renewed certificate
+ * takes a restart. */
+static int start_tls(sidecar_t *app) {
+  const usc_config_t *c = &app->config;
+  if (c->tls_cert_file[0] == '\0')
+    return 0;
+  usc_tls_config_t tls = {
+      .cert_file = c->tls_cert_file,
+      .key_file = c->tls_key_file,
+      .client_ca_file = c->tls_client_ca_file,
+  };
+  char error[512];
+  if (usc_tls_ctx_new(&tls, &app->tls, error, sizeof(error)) != 0) {
+    usc_log(USC_LOG_ERROR, "cannot start", "TLS: %s", error);
+    return USC_ERR_INVALID;
+  }
+  return 0;
+}
+
 static int start_server(sidecar_t *app) {
   usc_h2_server_config_t server = {
       .handler = usc_dispatch_handler(),
@@ -331,6 +354,8 @@ static int start_server(sidecar_t *app) {
       .keepalive_time_ms = ms(app->config.keepalive_time_ns),
       .keepalive_timeout_ms = ms(app->config.keepalive_timeout_ns),
       .keepalive_min_time_ms = ms(app->config.keepalive_min_time_ns),
+      .tls = app->tls,
+      .tls_handshake_timeout_ms = ms(app->config.tls_handshake_timeout_ns),
   };
   char error[512];
   if (usc_h2_server_start(&app->loop, &server, app->config.listen_host,
@@ -340,8 +365,11 @@ static int start_server(sidecar_t *app) {
     return USC_ERR_IO;
   }
   static const char *const backends[] = {"native", "uapi", "auto"};
-  usc_log(USC_LOG_INFO, "listening", "address=%s backend=%s",
-          usc_h2_server_address(app->server), backends[app->config.backend]);
+  usc_log(USC_LOG_INFO, "listening", "address=%s backend=%s tls=%s",
+          usc_h2_server_address(app->server), backends[app->config.backend],
+          app->tls == NULL                            ? "off"
+          : app->config.tls_client_ca_file[0] != '\0' ? "mutual"
+                                                      : "on");
   return 0;
 }
 
@@ -381,6 +409,9 @@ static void serve_metrics(sidecar_t *app, usc_admin_req_t *req) {
       .engine_calls = usc_state_call_count(app->state),
       .open_connections = usc_h2_server_connections(app->server),
       .open_streams = usc_h2_server_active_calls(app->server),
+      .tls = app->tls != NULL,
+      .tls_handshake_failures =
+          usc_h2_server_tls_handshake_failures(app->server),
   };
   if (app->persist != NULL) {
     usc_persist_stats_t st;
@@ -490,8 +521,9 @@ int main(int argc, char **argv) {
   if (usc_metrics_new(&app.metrics) != 0 || start_upstream(&app) != 0 ||
       start_engine(&app) != 0)
     return 1;
-  /* A tokens file that cannot be used is a configuration error. */
-  if (start_tokens(&app) != 0)
+  /* A tokens file or TLS files that cannot be used are configuration
+   * errors. */
+  if (start_tokens(&app) != 0 || start_tls(&app) != 0)
     return 2;
   if (start_server(&app) != 0 || start_rest(&app) != 0 ||
       start_admin(&app) != 0)

@@ -49,6 +49,10 @@ enum {
   F_TOKENS_FILE,
   F_STATE_FILE,
   F_STATE_SAVE_INTERVAL,
+  F_TLS_CERT,
+  F_TLS_KEY,
+  F_TLS_CLIENT_CA,
+  F_TLS_HANDSHAKE_TIMEOUT,
   F_COUNT,
 };
 
@@ -293,6 +297,9 @@ TEXT_FLAG(apply_oauth_client_secret_file, oauth_client_secret_file)
 TEXT_FLAG(apply_status_map_file, status_map_file)
 TEXT_FLAG(apply_tokens_file, tokens_file)
 TEXT_FLAG(apply_state_file, state_file)
+TEXT_FLAG(apply_tls_cert, tls_cert_file)
+TEXT_FLAG(apply_tls_key, tls_key_file)
+TEXT_FLAG(apply_tls_client_ca, tls_client_ca_file)
 
 static bool apply_log_format(const char *value, usc_config_t *config, char *why,
                              size_t why_cap) {
@@ -478,6 +485,15 @@ static bool apply_watch_poll_interval(const char *value, usc_config_t *config,
   return true;
 }
 
+static bool apply_tls_handshake_timeout(const char *value, usc_config_t *config,
+                                        char *why, size_t why_cap) {
+  uint64_t v;
+  if (!parse_uint(value, 1, MS_MAX, &v, why, why_cap))
+    return false;
+  config->tls_handshake_timeout_ns = (int64_t)v * 1000000;
+  return true;
+}
+
 static bool apply_rest_listen(const char *value, usc_config_t *config,
                               char *why, size_t why_cap) {
   return parse_address(value, config->rest_host, sizeof config->rest_host,
@@ -539,6 +555,11 @@ static const flag_t flags[F_COUNT] = {
     [F_STATE_FILE] = {"state-file", apply_state_file},
     [F_STATE_SAVE_INTERVAL] = {"state-save-interval",
                                apply_state_save_interval},
+    [F_TLS_CERT] = {"tls-cert", apply_tls_cert},
+    [F_TLS_KEY] = {"tls-key", apply_tls_key},
+    [F_TLS_CLIENT_CA] = {"tls-client-ca", apply_tls_client_ca},
+    [F_TLS_HANDSHAKE_TIMEOUT] = {"tls-handshake-timeout",
+                                 apply_tls_handshake_timeout},
 };
 
 static void set_defaults(usc_config_t *config) {
@@ -568,6 +589,7 @@ static void set_defaults(usc_config_t *config) {
   config->keepalive_timeout_ns = 20000 * (int64_t)1000000;
   config->keepalive_min_time_ns = 300000 * (int64_t)1000000;
   config->state_save_interval_ns = 5000 * (int64_t)1000000;
+  config->tls_handshake_timeout_ns = 10000 * (int64_t)1000000;
 }
 
 static void fail(char *error, size_t error_cap, const char *fmt, ...)
@@ -754,6 +776,17 @@ static usc_config_result_t check_combined(const setting_t settings[F_COUNT],
          "credentials: give one");
     return USC_CONFIG_ERROR;
   }
+  if ((config->tls_cert_file[0] == '\0') != (config->tls_key_file[0] == '\0')) {
+    fail(error, error_cap,
+         "--tls-cert and --tls-key go together: give both for TLS, or "
+         "neither");
+    return USC_CONFIG_ERROR;
+  }
+  if (config->tls_client_ca_file[0] != '\0' &&
+      config->tls_cert_file[0] == '\0') {
+    fail(error, error_cap, "--tls-client-ca needs --tls-cert and --tls-key");
+    return USC_CONFIG_ERROR;
+  }
   /* Port 0 picks a fresh port for each, so only fixed ports can clash. */
   if (config->admin_port != 0 && config->admin_port == config->listen_port &&
       strcmp(config->admin_host, config->listen_host) == 0) {
@@ -920,6 +953,21 @@ const char *usc_config_usage(void) {
          "      reflection stay open\n"
          "      env UAPI_SIDECAR_TOKENS_FILE, default none (no access\n"
          "      control)\n"
+         "  --tls-cert PATH, --tls-key PATH\n"
+         "      serve gRPC over TLS (ALPN h2, TLS 1.2+) with this PEM\n"
+         "      certificate chain and its private key, read at start;\n"
+         "      both or neither (plaintext h2c); the admin port stays\n"
+         "      plain HTTP\n"
+         "      env UAPI_SIDECAR_TLS_CERT, UAPI_SIDECAR_TLS_KEY, default\n"
+         "      none\n"
+         "  --tls-client-ca PATH\n"
+         "      mutual TLS: clients must present a certificate signed by\n"
+         "      one of these PEM CAs\n"
+         "      env UAPI_SIDECAR_TLS_CLIENT_CA, default none\n"
+         "  --tls-handshake-timeout MS\n"
+         "      close a TLS connection whose handshake takes longer,\n"
+         "      1..3600000\n"
+         "      env UAPI_SIDECAR_TLS_HANDSHAKE_TIMEOUT, default 10000\n"
          "  -h, --help\n"
          "      print this help and exit\n"
          "  --version\n"

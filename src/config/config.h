@@ -72,6 +72,13 @@ typedef struct {
   char state_file[1024];          /* --state-file PATH, "" when off */
   int64_t state_save_interval_ns; /* --state-save-interval ms, 5000; 0 =
                                      only at shutdown */
+
+  /* TLS on the gRPC listener: on when both the certificate and the key
+   * are given (one without the other is an error). */
+  char tls_cert_file[1024];         /* --tls-cert, "" (h2c) */
+  char tls_key_file[1024];          /* --tls-key, "" */
+  char tls_client_ca_file[1024];    /* --tls-client-ca, "" (no mTLS) */
+  int64_t tls_handshake_timeout_ns; /* --tls-handshake-timeout ms, 10 s */
 } usc_config_t;
 
 typedef enum {

@@ -721,6 +721,52 @@ static void test_tokens_file(void **state) {
   assert_non_null(strstr(usage, "env UAPI_SIDECAR_TOKENS_FILE, default none"));
 }
 
+static void test_tls_flags(void **state) {
+  (void)state;
+  outcome_t o = parse_nothing(NULL);
+  assert_string_equal(o.config.tls_cert_file, "");
+  assert_string_equal(o.config.tls_key_file, "");
+  assert_string_equal(o.config.tls_client_ca_file, "");
+  assert_int_equal(o.config.tls_handshake_timeout_ns, 10000000000LL);
+  o = PARSE("--tls-cert", "/etc/tls/tls.crt", "--tls-key=/etc/tls/tls.key",
+            "--tls-client-ca", "/etc/tls/ca.crt", "--tls-handshake-timeout",
+            "250");
+  assert_int_equal(o.result, USC_CONFIG_RUN);
+  assert_string_equal(o.config.tls_cert_file, "/etc/tls/tls.crt");
+  assert_string_equal(o.config.tls_key_file, "/etc/tls/tls.key");
+  assert_string_equal(o.config.tls_client_ca_file, "/etc/tls/ca.crt");
+  assert_int_equal(o.config.tls_handshake_timeout_ns, 250000000);
+  char *envp[] = {"UAPI_SIDECAR_TLS_CERT=/run/c.pem",
+                  "UAPI_SIDECAR_TLS_KEY=/run/k.pem",
+                  "UAPI_SIDECAR_TLS_HANDSHAKE_TIMEOUT=3000", NULL};
+  o = parse_nothing(envp);
+  assert_int_equal(o.result, USC_CONFIG_RUN);
+  assert_string_equal(o.config.tls_cert_file, "/run/c.pem");
+  assert_string_equal(o.config.tls_key_file, "/run/k.pem");
+  assert_int_equal(o.config.tls_handshake_timeout_ns, 3000000000LL);
+  const char *usage = usc_config_usage();
+  assert_non_null(strstr(usage, "--tls-cert PATH, --tls-key PATH"));
+  assert_non_null(strstr(usage, "--tls-client-ca PATH"));
+  assert_non_null(
+      strstr(usage, "env UAPI_SIDECAR_TLS_HANDSHAKE_TIMEOUT, default 10000"));
+}
+
+static void test_tls_flag_errors(void **state) {
+  (void)state;
+  const char *pair = "--tls-cert and --tls-key go together: give both for "
+                     "TLS, or neither";
+  expect_error(PARSE("--tls-cert", "/c.pem"), pair);
+  expect_error(PARSE("--tls-key", "/k.pem"), pair);
+  char *envp[] = {"UAPI_SIDECAR_TLS_KEY=/k.pem", NULL};
+  expect_error(parse_nothing(envp), pair);
+  expect_error(PARSE("--tls-client-ca", "/ca.pem"),
+               "--tls-client-ca needs --tls-cert and --tls-key");
+  expect_error(PARSE("--tls-handshake-timeout", "0"),
+               "--tls-handshake-timeout: '0' is not a positive integer");
+  expect_error(PARSE("--tls-handshake-timeout", "3600001"),
+               "--tls-handshake-timeout: '3600001' is not in 1..3600000");
+}
+
 static void test_version(void **state) {
   (void)state;
   assert_string_equal(usc_config_version(), "uapi-sidecar 0.1.0");
@@ -735,6 +781,8 @@ int main(void) {
       cmocka_unit_test(test_state_file_flags),
       cmocka_unit_test(test_no_arguments_at_all),
       cmocka_unit_test(test_tokens_file),
+      cmocka_unit_test(test_tls_flags),
+      cmocka_unit_test(test_tls_flag_errors),
       cmocka_unit_test(test_every_flag_separate_value),
       cmocka_unit_test(test_every_flag_with_equals),
       cmocka_unit_test(test_value_may_contain_equals),

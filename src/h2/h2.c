@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "src/base/base.h"
+#include "src/log/log.h"
 #include "src/net/net.h"
+#include "src/tls/tls.h"
 
 #define READ_BUFFER_SIZE (64 * 1024)
 #define WRITE_HIGH_WATER (256 * 1024)
@@ -20,6 +22,11 @@
 #define DEFAULT_KEEPALIVE_TIMEOUT_MS 20000
 #define DRAIN_PING_WAIT_MS 1000
 #define MAX_PING_STRIKES 2
+#define DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS 10000
+/* TLS records made while reading (handshake, alerts, key updates) that
+ * wait for the socket: a peer that makes more of them without reading
+ * is cut off. */
+#define TLS_PENDING_CAP (64 * 1024)
 
 /* Opaque data of the server's own PINGs, to tell their ACKs apart. */
 static const uint8_t drain_ping[8] = "usc-drn";
@@ -105,6 +112,11 @@ struct conn {
   int ping_strikes;
   uv_write_t write_req;
   uint8_t *unsent; /* what the socket did not take at once; NULL if none */
+  usc_tls_t *tls;  /* NULL: h2c */
+  /* Ciphertext made while reading, written with the next output; empty,
+   * without a buffer, but for the handshake. */
+  usc_tls_buf_t tls_pending;
+  uint64_t handshake_due; /* TLS handshake not done by then: close */
   usc_h2_call_t *calls;
   char peer[USC_NET_ADDRESS_SIZE];
 };
@@ -128,6 +140,11 @@ struct usc_h2_server {
    * idle connection holds no output buffer of its own. */
   uint8_t *out_buf;
   size_t out_cap;
+  /* With TLS: a connection's plaintext read, and its ciphertext to
+   * write, both used by one connection at a time. */
+  usc_tls_buf_t tls_plain;
+  usc_tls_buf_t tls_out;
+  uint64_t tls_handshake_failures;
   conn_t *conns;
   usc_heap_t deadlines; /* the started calls that have a deadline */
   usc_h2_call_t *pool;  /* free calls, linked by next_in_conn */
@@ -289,13 +306,48 @@ static int write_output(conn_t *c, const uint8_t *data, size_t len) {
   return 0;
 }
 
+/* TLS: the records reading left to send (the handshake, alerts), then
+ * the session's output encrypted, once the handshake is done, in the
+ * server's tls_out; returns how many bytes, or a negative USC_ERR_*. */
+static ssize_t gather_tls(conn_t *c) {
+  usc_h2_server_t *s = c->server;
+  usc_tls_buf_t *out = &s->tls_out;
+  out->len = 0;
+  if (c->tls_pending.len > 0) {
+    usc_tls_buf_t pending = c->tls_pending;
+    c->tls_pending = *out;
+    *out = pending;
+    usc_tls_buf_free(&c->tls_pending);
+  }
+  if (!usc_tls_established(c->tls))
+    return (ssize_t)out->len;
+  ssize_t len = gather_output(c);
+  if (len < 0)
+    return len;
+  int rc = usc_tls_encrypt(c->tls, s->out_buf, (size_t)len, out);
+  return rc != 0 ? rc : (ssize_t)out->len;
+}
+
+/* A TLS connection closed by the server ends with close_notify, if the
+ * socket takes it now. */
+static void say_goodbye(conn_t *c) {
+  usc_tls_buf_t *out = &c->server->tls_out;
+  out->len = 0;
+  if (c->tls == NULL || c->close_written ||
+      usc_tls_close_notify(c->tls, out) != 0 || out->len == 0)
+    return;
+  uv_buf_t buf = uv_buf_init((char *)out->data, (unsigned)out->len);
+  uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+}
+
 static void conn_flush(conn_t *c) {
   if (c->closing || c->writing)
     return;
+  usc_h2_server_t *s = c->server;
   for (;;) {
-    ssize_t len = gather_output(c);
-    if (len < 0 ||
-        (len > 0 && write_output(c, c->server->out_buf, (size_t)len) != 0)) {
+    ssize_t len = c->tls != NULL ? gather_tls(c) : gather_output(c);
+    const uint8_t *data = c->tls != NULL ? s->tls_out.data : s->out_buf;
+    if (len < 0 || (len > 0 && write_output(c, data, (size_t)len) != 0)) {
       conn_close(c);
       return;
     }
@@ -306,8 +358,10 @@ static void conn_flush(conn_t *c) {
   }
   bool done = !nghttp2_session_want_read(c->session) &&
               !nghttp2_session_want_write(c->session);
-  if (done || (c->draining && c->calls == NULL) || c->close_written)
+  if (done || (c->draining && c->calls == NULL) || c->close_written) {
+    say_goodbye(c);
     conn_close(c);
+  }
 }
 
 static void on_flush(usc_net_batch_t *flusher, usc_net_mark_t *dirty) {
@@ -357,6 +411,7 @@ static void conn_schedule(conn_t *c) {
   due = earliest(due, c->ping_due);
   due = earliest(due, c->goaway_due);
   due = earliest(due, c->close_due);
+  due = earliest(due, c->handshake_due);
   if (due == 0) {
     usc_heap_remove(&s->conn_timers, &c->timer);
   } else if (usc_heap_node_in_heap(&c->timer)) {
@@ -441,8 +496,15 @@ static void on_ping(conn_t *c, const nghttp2_frame *f) {
   c->last_ping_recv = now;
 }
 
+static void handshake_failed(conn_t *c, const char *why);
+
 static void conn_tick(conn_t *c, uint64_t now) {
   const usc_h2_server_config_t *cfg = &c->server->config;
+  if (c->handshake_due != 0 && now >= c->handshake_due) {
+    handshake_failed(c, "the TLS handshake timed out");
+    conn_close(c);
+    return;
+  }
   if ((c->close_due != 0 && now >= c->close_due) ||
       (c->ping_due != 0 && now >= c->ping_due)) {
     conn_close(c);
@@ -1172,6 +1234,57 @@ static void on_alloc(uv_handle_t *handle, size_t hint, uv_buf_t *buf) {
   *buf = uv_buf_init((char *)c->server->read_buffer, READ_BUFFER_SIZE);
 }
 
+static void recv_plaintext(conn_t *c, const uint8_t *data, size_t len) {
+  ssize_t rc = nghttp2_session_mem_recv(c->session, data, len);
+  if (rc < 0) {
+    /* Send whatever GOAWAY nghttp2 queued, then drop the peer. */
+    c->draining = true;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    nghttp2_session_terminate_session(c->session, NGHTTP2_PROTOCOL_ERROR);
+  }
+}
+
+static void handshake_failed(conn_t *c, const char *why) {
+  c->server->tls_handshake_failures++;
+  usc_log(USC_LOG_DEBUG, "TLS handshake failed", "peer=%s reason=%s", c->peer,
+          why);
+}
+
+/* Writes what is pending (an alert, perhaps), then closes. */
+static void tls_failed(conn_t *c, bool was_established) {
+  const char *why = usc_tls_failure(c->tls);
+  if (why == NULL)
+    why = "too many TLS records waiting for the peer to read";
+  if (was_established)
+    usc_log(USC_LOG_DEBUG, "TLS connection failed", "peer=%s reason=%s",
+            c->peer, why);
+  else
+    handshake_failed(c, why);
+  c->close_written = true;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+static void read_tls(conn_t *c, const uint8_t *data, size_t len) {
+  usc_h2_server_t *s = c->server;
+  bool was_established = usc_tls_established(c->tls);
+  s->tls_plain.len = 0;
+  int rc = usc_tls_feed(c->tls, data, len, &s->tls_plain, &c->tls_pending);
+  if (rc != 0 || c->tls_pending.len > TLS_PENDING_CAP) {
+    tls_failed(c, was_established);
+    return;
+  }
+  if (!was_established && usc_tls_established(c->tls)) {
+    c->handshake_due = 0;
+    conn_schedule(c);
+    usc_log(USC_LOG_DEBUG, "TLS connection", "peer=%s version=%s cipher=%s",
+            c->peer, usc_tls_version(c->tls), usc_tls_cipher(c->tls));
+  }
+  if (s->tls_plain.len > 0)
+    recv_plaintext(c, s->tls_plain.data, s->tls_plain.len);
+  if (usc_tls_peer_closed(c->tls))
+    conn_close(c);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   conn_t *c = stream->data;
   if (nread < 0) {
@@ -1180,14 +1293,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   }
   if (nread > 0)
     c->last_read = uv_now(c->server->loop);
-  ssize_t rc =
-      nghttp2_session_mem_recv(c->session, (const uint8_t *)buf->base, nread);
-  if (rc < 0) {
-    /* Send whatever GOAWAY nghttp2 queued, then drop the peer. */
-    c->draining = true;
-    uv_read_stop(stream);
-    nghttp2_session_terminate_session(c->session, NGHTTP2_PROTOCOL_ERROR);
-  }
+  if (c->tls != NULL)
+    read_tls(c, (const uint8_t *)buf->base, (size_t)nread);
+  else
+    recv_plaintext(c, (const uint8_t *)buf->base, (size_t)nread);
   mark_dirty(c);
 }
 
@@ -1223,6 +1332,9 @@ static void conn_close(conn_t *c) {
   }
   nghttp2_session_del(c->session);
   c->session = NULL;
+  usc_tls_free(c->tls);
+  c->tls = NULL;
+  usc_tls_buf_free(&c->tls_pending);
   usc_heap_remove(&s->conn_timers, &c->timer);
   s->n_conns--;
   if (c->prev != NULL)
@@ -1294,10 +1406,15 @@ static void accept_one(usc_h2_server_t *s) {
     c->age_due = now + jittered(s, s->config.max_connection_age_ms);
   if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp) != 0 ||
       conn_session(c) != 0 ||
+      (s->config.tls != NULL && usc_tls_new(s->config.tls, &c->tls) != 0) ||
       usc_heap_reserve(&s->conn_timers, s->n_conns) != 0) {
     conn_close(c);
     return;
   }
+  if (c->tls != NULL)
+    c->handshake_due = now + (s->config.tls_handshake_timeout_ms != 0
+                                  ? s->config.tls_handshake_timeout_ms
+                                  : DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS);
   uv_tcp_nodelay(&c->tcp, 1);
   usc_net_peername(&c->tcp, c->peer, sizeof(c->peer));
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
@@ -1366,6 +1483,8 @@ static void server_free(usc_h2_server_t *s) {
   s->pack_buf = NULL;
   usc_free(s->out_buf);
   s->out_buf = NULL;
+  usc_tls_buf_free(&s->tls_plain);
+  usc_tls_buf_free(&s->tls_out);
   usc_heap_free(&s->conn_timers);
   while (s->pool != NULL) {
     usc_h2_call_t *call = s->pool;
@@ -1431,6 +1550,10 @@ size_t usc_h2_server_active_calls(const usc_h2_server_t *server) {
 
 size_t usc_h2_server_connections(const usc_h2_server_t *server) {
   return server->n_conns;
+}
+
+uint64_t usc_h2_server_tls_handshake_failures(const usc_h2_server_t *server) {
+  return server->tls_handshake_failures;
 }
 
 void usc_h2_server_drain(usc_h2_server_t *s) {

@@ -1,5 +1,6 @@
 /* h2: the gRPC server transport. A libuv TCP listener, one nghttp2 server
- * session per connection (h2c with prior knowledge), and gRPC calls on its
+ * session per connection (h2c with prior knowledge, or TLS with ALPN h2),
+ * and gRPC calls on its
  * streams: request validation (method, content-type, grpc-encoding),
  * grpc-timeout deadlines, incremental deframing with a size cap, responses
  * with initial metadata, messages and trailers (Trailers-Only for errors
@@ -20,6 +21,8 @@
 
 typedef struct usc_h2_server usc_h2_server_t;
 typedef struct usc_h2_call usc_h2_call_t;
+/* src/tls/tls.h */
+typedef struct usc_tls_ctx usc_tls_ctx_t;
 
 /* A header or metadata entry; the strings must stay valid until the call
  * that takes them returns. */
@@ -90,6 +93,14 @@ typedef struct {
    * strike gets GOAWAY ENHANCE_YOUR_CALM "too_many_pings" and the
    * connection is closed. 0: no policing. */
   uint64_t keepalive_min_time_ms;
+
+  /* TLS: with a context, every connection is TLS (ALPN h2; see
+   * src/tls/tls.h) and clients that do not speak it are cut off; NULL:
+   * h2c. Borrowed: it must outlive the server. A connection whose
+   * handshake is not done tls_handshake_timeout_ms after accept is
+   * closed (0: 10000). */
+  usc_tls_ctx_t *tls;
+  uint64_t tls_handshake_timeout_ms;
 } usc_h2_server_config_t;
 
 /* Creates a server on `loop`, listening on host:port (port 0: any free
@@ -106,6 +117,12 @@ const char *usc_h2_server_address(const usc_h2_server_t *server);
  * (for draining). */
 size_t usc_h2_server_active_calls(const usc_h2_server_t *server);
 size_t usc_h2_server_connections(const usc_h2_server_t *server);
+
+/* TLS connections closed before their handshake was done: refused (no
+ * h2 in ALPN, an old version, no shared cipher, no or a bad client
+ * certificate, not TLS at all) or timed out. Each is logged at debug
+ * level with the peer and the reason. */
+uint64_t usc_h2_server_tls_handshake_failures(const usc_h2_server_t *server);
 
 /* Stops accepting and drains every connection in two steps: a GOAWAY
  * with last-stream-id 2^31-1 (NO_ERROR) and a PING; when the PING ACK

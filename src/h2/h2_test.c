@@ -1,19 +1,25 @@
 /* End-to-end checks of the h2 listener on a libuv loop, with raw TCP
  * clients on the same loop: the address it reports, a host it refuses,
  * and that a connection whose memory cannot be had is accepted and closed
- * rather than left in the listener (which would stop the port). */
+ * rather than left in the listener (which would stop the port). With TLS:
+ * the server waits for the ClientHello, cuts off plaintext clients and
+ * those that stall, and counts them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "src/base/base.h"
 #include "src/h2/h2.h"
+#include "src/tls/testcert.h"
+#include "src/tls/tls.h"
 
 #define WAIT_LIMIT_MS 5000
 
@@ -32,8 +38,11 @@ typedef struct {
   bool timed_out;
   usc_h2_server_t *server;
   bool server_closed;
+  usc_tls_ctx_t *tls;
   client_t clients[2];
 } fixture_t;
+
+static char cert_file[300], key_file[300];
 
 /* No call gets this far in these tests. */
 static void on_start(void *user, usc_h2_call_t *call, const char *method,
@@ -80,6 +89,23 @@ static int start(fixture_t *fx, const char *host, char *error, size_t cap) {
                              cap);
 }
 
+static void start_tls(fixture_t *fx, uint64_t handshake_timeout_ms) {
+  usc_tls_config_t tls = {cert_file, key_file, NULL};
+  char error[256] = "";
+  assert_int_equal(usc_tls_ctx_new(&tls, &fx->tls, error, sizeof(error)), 0);
+  usc_h2_server_config_t config = {
+      .handler = &handler,
+      .user = fx,
+      .max_recv_message_size = 4096,
+      .max_concurrent_streams = 8,
+      .tls = fx->tls,
+      .tls_handshake_timeout_ms = handshake_timeout_ms,
+  };
+  assert_int_equal(usc_h2_server_start(&fx->loop, &config, "127.0.0.1", 0,
+                                       &fx->server, error, sizeof(error)),
+                   0);
+}
+
 static int setup(void **state) {
   fixture_t *fx = calloc(1, sizeof(*fx));
   assert_non_null(fx);
@@ -109,6 +135,7 @@ static int teardown(void **state) {
   uv_run(&fx->loop, UV_RUN_DEFAULT);
   assert_true(fx->server == NULL || fx->server_closed);
   assert_int_equal(uv_loop_close(&fx->loop), 0);
+  usc_tls_ctx_free(fx->tls);
   free(fx);
   return 0;
 }
@@ -160,6 +187,19 @@ static void connect_client(fixture_t *fx, client_t *c) {
                    0);
 }
 
+static void on_client_written(uv_write_t *req, int status) {
+  (void)status;
+  free(req);
+}
+
+static void client_write(client_t *c, const char *data, size_t len) {
+  uv_write_t *req = malloc(sizeof(*req));
+  assert_non_null(req);
+  uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
+  assert_int_equal(
+      uv_write(req, (uv_stream_t *)&c->tcp, &buf, 1, on_client_written), 0);
+}
+
 static bool ended(const client_t *c) { return c->ended; }
 
 /* The server speaks first: its SETTINGS frame. */
@@ -204,12 +244,75 @@ static void test_accepts_after_alloc_failure(void **state) {
   assert_int_equal(usc_h2_server_connections(fx->server), 1);
 }
 
+/* Over TLS the server says nothing before the ClientHello, and cuts off
+ * a client that sends none within the handshake timeout. */
+static void test_tls_silent_client_is_cut_off(void **state) {
+  fixture_t *fx = *state;
+  start_tls(fx, 200);
+  uint64_t t0 = uv_now(&fx->loop);
+  connect_client(fx, &fx->clients[0]);
+  run_until(fx, ended, &fx->clients[0]);
+  assert_true(uv_now(&fx->loop) - t0 >= 190);
+  assert_int_equal(fx->clients[0].nbytes, 0);
+  assert_int_equal(usc_h2_server_tls_handshake_failures(fx->server), 1);
+  assert_int_equal(usc_h2_server_connections(fx->server), 0);
+}
+
+static void test_tls_plaintext_client_is_cut_off(void **state) {
+  fixture_t *fx = *state;
+  static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  start_tls(fx, 0);
+  connect_client(fx, &fx->clients[0]);
+  client_write(&fx->clients[0], preface, sizeof(preface) - 1);
+  run_until(fx, ended, &fx->clients[0]);
+  assert_int_equal(usc_h2_server_tls_handshake_failures(fx->server), 1);
+  assert_int_equal(usc_h2_server_connections(fx->server), 0);
+}
+
+/* The connection's TLS state finds no memory: it is closed, uncounted,
+ * and the next one is served. */
+static void test_tls_accepts_after_alloc_failure(void **state) {
+  fixture_t *fx = *state;
+  start_tls(fx, 200);
+  usc_alloc_fail_at(2); /* the connection, then its TLS state */
+  connect_client(fx, &fx->clients[0]);
+  run_until(fx, ended, &fx->clients[0]);
+  assert_true(usc_alloc_fail_at(0) >= 2);
+  assert_int_equal(usc_h2_server_connections(fx->server), 0);
+  assert_int_equal(usc_h2_server_tls_handshake_failures(fx->server), 0);
+
+  connect_client(fx, &fx->clients[1]);
+  run_until(fx, ended, &fx->clients[1]);
+  assert_int_equal(usc_h2_server_tls_handshake_failures(fx->server), 1);
+}
+
+static void remove_files(void) {
+  unlink(cert_file);
+  unlink(key_file);
+}
+
 int main(void) {
+  const char *tmp = getenv("TEST_TMPDIR");
+  snprintf(cert_file, sizeof(cert_file), "%s/h2_test_%d.pem",
+           tmp != NULL ? tmp : "/tmp", (int)getpid());
+  snprintf(key_file, sizeof(key_file), "%s/h2_test_%d.key",
+           tmp != NULL ? tmp : "/tmp", (int)getpid());
+  if (!usc_testcert_write_server(cert_file, key_file)) {
+    fprintf(stderr, "cannot write the test certificate\n");
+    return 1;
+  }
+  atexit(remove_files);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_address, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_host_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_accepts_after_alloc_failure, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_tls_silent_client_is_cut_off, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_tls_plaintext_client_is_cut_off,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_tls_accepts_after_alloc_failure,
+                                      setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

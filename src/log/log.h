@@ -53,6 +53,7 @@ void usc_log_rpc(const usc_log_rpc_t *rpc);
  *   uapi_sidecar_state_saves_total{result}, (with --state-file)
  *   uapi_sidecar_state_file_rejected_total,
  *   uapi_sidecar_state_last_save_timestamp_seconds
+ *   uapi_sidecar_tls_handshake_failures_total (with TLS)
  *   process_cpu_seconds_total, process_resident_memory_bytes,
  *   process_open_fds, process_start_time_seconds
  *
@@ -133,6 +134,10 @@ typedef struct {
   uint64_t state_save_errors;   /* ...{result="error"} */
   uint64_t state_file_rejected; /* uapi_sidecar_state_file_rejected_total */
   int64_t state_last_save_ns;   /* wall clock of the last write; 0: none */
+  /* With TLS on the gRPC listener only: the counter
+   * uapi_sidecar_tls_handshake_failures_total. */
+  bool tls;
+  uint64_t tls_handshake_failures;
 } usc_metrics_gauges_t;
 
 /* Renders every metric as Prometheus text: the registry's, then the

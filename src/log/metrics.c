@@ -557,6 +557,13 @@ static void render_gauges(out_t *o, const usc_metrics_gauges_t *g) {
   out_family(o, "uapi_sidecar_open_streams", "gauge",
              "Open HTTP/2 streams over all connections.");
   out_sample(o, "uapi_sidecar_open_streams", g->open_streams);
+  if (!g->tls)
+    return;
+  out_family(o, "uapi_sidecar_tls_handshake_failures_total", "counter",
+             "TLS connections closed before their handshake was done: "
+             "refused or timed out.");
+  out_sample(o, "uapi_sidecar_tls_handshake_failures_total",
+             g->tls_handshake_failures);
 }
 
 static void out_saves(out_t *o, const char *result, uint64_t n) {

@@ -404,10 +404,25 @@ static void gauges_optional(void **state) {
   assert_int_equal(sample(text, "uapi_sidecar_open_connections"), 0);
   assert_int_equal(sample(text, "uapi_sidecar_open_streams"), 0);
   assert_null(strstr(text, "uapi_sidecar_state_"));
+  assert_null(strstr(text, "uapi_sidecar_tls_handshake_failures_total"));
   usc_free(text);
   text = render(m, NULL);
   assert_null(strstr(text, "uapi_sidecar_breaker_state"));
   assert_null(strstr(text, "uapi_sidecar_open_streams"));
+  usc_free(text);
+  usc_metrics_free(m);
+}
+
+static void tls_counter_with_tls_only(void **state) {
+  usc_metrics_t *m;
+  usc_metrics_gauges_t gauges = {.tls = true, .tls_handshake_failures = 4};
+  char *text;
+  (void)state;
+  assert_int_equal(usc_metrics_new(&m), USC_OK);
+  text = render(m, &gauges);
+  assert_non_null(
+      strstr(text, "# TYPE uapi_sidecar_tls_handshake_failures_total "
+                   "counter\nuapi_sidecar_tls_handshake_failures_total 4\n"));
   usc_free(text);
   usc_metrics_free(m);
 }
@@ -568,6 +583,7 @@ int main(void) {
       cmocka_unit_test(cap_on_series),
       cmocka_unit_test(gauges_optional),
       cmocka_unit_test(state_file_metrics),
+      cmocka_unit_test(tls_counter_with_tls_only),
       cmocka_unit_test(process_metrics),
       cmocka_unit_test(edges),
       cmocka_unit_test(no_allocation_when_warm),
