@@ -26,9 +26,10 @@ SECONDS_PER_RUN=${BENCH_SECONDS:-5}
 RUNS=3
 SERVER_CPU=0
 CLIENT_CPU=1
-PORT_SIDECAR=${BENCH_PORT_SIDECAR:-50971}
-PORT_REF=${BENCH_PORT_REF:-50972}
-PORT_NGHTTPD=${BENCH_PORT_NGHTTPD:-50973}
+# Below the ephemeral range, where a TIME-WAIT socket cannot hold them.
+PORT_SIDECAR=${BENCH_PORT_SIDECAR:-31971}
+PORT_REF=${BENCH_PORT_REF:-31972}
+PORT_NGHTTPD=${BENCH_PORT_NGHTTPD:-31973}
 METHOD=/uapi.phonecalls.v1.PhoneCallService/GetPhoneCall
 HDRS=(-H 'content-type: application/grpc' -H 'te: trailers')
 
@@ -181,6 +182,9 @@ echo "bench: OnHold/OffHold pairs, latency, scaling"
 /usr/bin/python3 bench/suite.py "$SIDECAR" "$REF" "$NGHTTPD" "$WORK" \
   "$WORK/suite.md" "$WORK/suite.json" "$PEAKS"
 /usr/bin/python3 bench/plot.py "$WORK/get.json" "$WORK/suite.json" bench/results.png
+# Last: it leaves thousands of sockets in TIME-WAIT.
+echo "bench: translation backend against nginx"
+bench/translate.sh "$SIDECAR" "$WORK/translate.md"
 
 ratio() { # A B -> A/B or n/a
   if [ -n "${2:-}" ]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; else echo n/a; fi
@@ -255,7 +259,11 @@ OUT=bench/RESULTS.md
   echo
   cat "$WORK/suite.md"
   echo
+  cat "$WORK/translate.md"
+  echo
   echo "![throughput, latency and scaling](results.png)"
+  echo
+  cat bench/HISTORY.md
 } >"$OUT"
 echo "bench: wrote $OUT"
 cat "$OUT"
