@@ -1123,6 +1123,14 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
 
 static int on_frame_send(nghttp2_session *session, const nghttp2_frame *f,
                          void *user) {
+  if (f->hd.type == NGHTTP2_GOAWAY &&
+      f->goaway.error_code != NGHTTP2_NO_ERROR) {
+    /* A verdict on the peer (nghttp2's own, such as the reset rate limit,
+     * keeps the connection while streams are open): it is cut off. */
+    conn_t *c = user;
+    c->close_written = true;
+    return 0;
+  }
   if (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) {
     /* Pings after a response are not abuse (ping policing). */
     conn_t *c = user;

@@ -1,8 +1,9 @@
 /* Checks of the h2 server on a libuv loop, with clients on the same loop:
  * raw TCP clients (the address it reports, a host it refuses, connections
  * accepted and closed rather than left in the listener) and nghttp2
- * clients, for what the transport does to a session over time: idle and
- * age GOAWAYs, keepalive PINGs, the drain. */
+ * clients, for what the transport does to a session over time and under
+ * abuse: idle and age GOAWAYs, keepalive PINGs, the drain, the reset rate
+ * limit. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -515,6 +516,13 @@ static int32_t h2_call(h2client_t *c, const char *path, bool end) {
   return h2_call_with(c, path, end, NULL, 0);
 }
 
+static void h2_reset(h2client_t *c, int32_t stream_id) {
+  assert_int_equal(nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE,
+                                             stream_id, NGHTTP2_CANCEL),
+                   0);
+  h2_flush(c);
+}
+
 static bool h2_ended(const void *what) {
   return ((const h2client_t *)what)->ended;
 }
@@ -713,6 +721,28 @@ static void test_drain_without_ping_ack(void **state) {
   assert_int_equal(c->goaway_last[1], 0);
 }
 
+/* ---- abuse ---- */
+
+/* HEADERS and RST_STREAM, over and over: past nghttp2's reset budget
+ * (1000 at once) the connection gets GOAWAY and is closed, even with a
+ * call still open on it. */
+static void test_rapid_reset_is_cut_off(void **state) {
+  fixture_t *fx = *state;
+  start_local(fx);
+  h2client_t *c = h2_connect(fx, 0, (h2_options_t){.initial_window = -1});
+  h2_call(c, "/t/hold", false);
+  run_until(fx, h2_ready, c);
+  for (int i = 0; i < 1100 && !c->ended; i++) {
+    h2_reset(c, h2_call(c, "/t/unary", false));
+    c->n_replies = 1;
+  }
+  run_until(fx, h2_ended, c);
+  assert_int_equal(c->goaways, 1);
+  assert_int_equal(c->goaway_code, NGHTTP2_INTERNAL_ERROR);
+  assert_int_equal(fx->cancels, 1);
+  assert_int_equal(usc_h2_server_connections(fx->server), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_address, setup, teardown),
@@ -731,6 +761,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_drain_two_goaways, setup, teardown),
       cmocka_unit_test_setup_teardown(test_drain_without_ping_ack, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_rapid_reset_is_cut_off, setup,
                                       teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
