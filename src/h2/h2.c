@@ -20,6 +20,18 @@
 #define DEFAULT_KEEPALIVE_TIMEOUT_MS 20000
 #define DRAIN_PING_WAIT_MS 1000
 #define MAX_PING_STRIKES 2
+/* nghttp2's flood limits, stated here so their bounds are ours: RST_STREAM
+ * frames received are a token bucket (rapid reset, CVE-2023-44487); PING
+ * and SETTINGS ACKs the peer makes the session queue and does not read; the
+ * entries of one SETTINGS frame; the CONTINUATION frames of one header
+ * block (CVE-2024-28182), at least enough for a header list of
+ * max_header_list_size in frames of the default 16 KiB. */
+#define RESET_BURST 1000
+#define RESET_RATE_PER_S 33
+#define MAX_OUTBOUND_ACK 1000
+#define MAX_SETTINGS_ENTRIES 32
+#define MIN_CONTINUATIONS 8
+#define DEFAULT_FRAME_SIZE 16384
 
 /* Opaque data of the server's own PINGs, to tell their ACKs apart. */
 static const uint8_t drain_ping[8] = "usc-drn";
@@ -1337,6 +1349,13 @@ static int make_callbacks(usc_h2_server_t *s) {
   nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
   if (nghttp2_option_new(&s->option) != 0)
     return USC_ERR_NOMEM;
+  nghttp2_option *o = s->option;
+  size_t continuations = header_list_limit(s) / DEFAULT_FRAME_SIZE;
+  nghttp2_option_set_stream_reset_rate_limit(o, RESET_BURST, RESET_RATE_PER_S);
+  nghttp2_option_set_max_outbound_ack(o, MAX_OUTBOUND_ACK);
+  nghttp2_option_set_max_settings(o, MAX_SETTINGS_ENTRIES);
+  nghttp2_option_set_max_continuations(
+      o, continuations > MIN_CONTINUATIONS ? continuations : MIN_CONTINUATIONS);
   return 0;
 }
 

@@ -71,7 +71,11 @@ typedef struct {
    * 0: no limit. */
   size_t max_connections;
   /* SETTINGS_MAX_HEADER_LIST_SIZE, enforced (name + value + 32 per
-   * field, RFC 9113): a request over it is answered RESOURCE_EXHAUSTED.
+   * field, RFC 9113): a request over it is answered RESOURCE_EXHAUSTED on
+   * its stream. The connection itself gets GOAWAY and is closed when the
+   * header block comes in more CONTINUATION frames than such a list needs
+   * (max(8, limit / 16 KiB)) or has a field HPACK does not decode (a name
+   * or value over 64 KiB as encoded): the HPACK state is the connection's.
    * 0: 16384. */
   uint32_t max_header_list_size;
   /* A connection without calls for this long is drained (GOAWAY). 0: off. */

@@ -3,7 +3,7 @@
  * accepted and closed rather than left in the listener) and nghttp2
  * clients, for what the transport does to a session over time and under
  * abuse: idle and age GOAWAYs, keepalive PINGs, the drain, the reset rate
- * limit. */
+ * limit, header lists and CONTINUATION frames. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -743,6 +743,62 @@ static void test_rapid_reset_is_cut_off(void **state) {
   assert_int_equal(usc_h2_server_connections(fx->server), 0);
 }
 
+/* `n` headers x-hNN of `len` bytes each, in `value` (n * len bytes). */
+static void big_headers(nghttp2_nv *nv, char names[][8], char *value, size_t n,
+                        size_t len) {
+  memset(value, '~', n * len); /* longer in Huffman: sent as is */
+  for (size_t i = 0; i < n; i++) {
+    snprintf(names[i], 8, "x-h%02u", (unsigned)(i % 100));
+    nv[i] = (nghttp2_nv){(uint8_t *)names[i], (uint8_t *)value + i * len, 5,
+                         len, NGHTTP2_NV_FLAG_NO_INDEX};
+  }
+}
+
+/* Over the header list limit in a few frames: that stream alone is
+ * refused. In more frames than such a list needs (a CONTINUATION flood),
+ * or with a field HPACK cannot take (over 64 KiB), the connection is. */
+static void test_header_list_limits(void **state) {
+  fixture_t *fx = *state;
+  static char value[20 * 10000];
+  char names[20][8];
+  nghttp2_nv nv[20];
+  start_local(fx);
+  h2client_t *c = h2_connect(fx, 0, (h2_options_t){.initial_window = -1});
+  big_headers(nv, names, value, 2, 10000); /* 20 KB, 2 frames */
+  h2_call_with(c, "/t/unary", true, nv, 2);
+  run_until(fx, h2_first_reply_closed, c);
+  assert_int_equal(c->replies[0].grpc_status, USC_GRPC_RESOURCE_EXHAUSTED);
+  big_headers(nv, names, value, 20, 10000); /* 200 KB, 13 frames */
+  h2_call_with(c, "/t/unary", true, nv, 20);
+  run_until(fx, h2_ended, c);
+  assert_int_equal(c->goaways, 1);
+  assert_int_equal(c->goaway_code, NGHTTP2_PROTOCOL_ERROR);
+
+  c = h2_connect(fx, 1, (h2_options_t){.initial_window = -1});
+  big_headers(nv, names, value, 1, 70000); /* 70 KB, 5 frames */
+  h2_call_with(c, "/t/unary", true, nv, 1);
+  run_until(fx, h2_ended, c);
+  assert_int_equal(c->goaways, 1);
+  assert_int_equal(c->goaway_code, NGHTTP2_COMPRESSION_ERROR);
+}
+
+/* A header list limit raised to 256 KiB lets a 200 KB list in 13 frames
+ * through: the CONTINUATION limit follows it. */
+static void test_continuations_follow_the_header_list_limit(void **state) {
+  fixture_t *fx = *state;
+  static char value[20 * 10000];
+  char names[20][8];
+  nghttp2_nv nv[20];
+  fx->config.max_header_list_size = 256 * 1024;
+  start_local(fx);
+  h2client_t *c = h2_connect(fx, 0, (h2_options_t){.initial_window = -1});
+  big_headers(nv, names, value, 20, 10000);
+  h2_call_with(c, "/t/unary", true, nv, 20);
+  run_until(fx, h2_first_reply_closed, c);
+  assert_int_equal(c->replies[0].grpc_status, USC_GRPC_UNIMPLEMENTED);
+  assert_int_equal(c->goaways, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_address, setup, teardown),
@@ -764,6 +820,9 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_rapid_reset_is_cut_off, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_header_list_limits, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_continuations_follow_the_header_list_limit, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
