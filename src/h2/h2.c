@@ -20,6 +20,9 @@
 #define DEFAULT_KEEPALIVE_TIMEOUT_MS 20000
 #define DRAIN_PING_WAIT_MS 1000
 #define MAX_PING_STRIKES 2
+/* gRFC A8: the ping interval a connection without calls is held to,
+ * unless keepalive_permit_without_calls: TCP keepalive's. */
+#define NO_CALLS_PING_INTERVAL_MS (2 * 3600 * 1000)
 /* nghttp2's flood limits, stated here so their bounds are ours: RST_STREAM
  * frames received are a token bucket (rapid reset, CVE-2023-44487); PING
  * and SETTINGS ACKs the peer makes the session queue and does not read; the
@@ -444,6 +447,9 @@ static void on_ping(conn_t *c, const nghttp2_frame *f) {
   uint64_t min = s->config.keepalive_min_time_ms;
   if (min == 0 || c->close_written)
     return;
+  if (c->calls == NULL && !s->config.keepalive_permit_without_calls &&
+      min < NO_CALLS_PING_INTERVAL_MS)
+    min = NO_CALLS_PING_INTERVAL_MS;
   uint64_t now = uv_now(s->loop);
   if (c->last_ping_recv != 0 && now - c->last_ping_recv < min &&
       ++c->ping_strikes > MAX_PING_STRIKES) {

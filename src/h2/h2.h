@@ -89,11 +89,14 @@ typedef struct {
    * 20000. */
   uint64_t keepalive_time_ms;
   uint64_t keepalive_timeout_ms;
-  /* Ping policing: a client PING sooner than this after the previous one,
-   * with no HEADERS or DATA sent in between, is a strike; the third
-   * strike gets GOAWAY ENHANCE_YOUR_CALM "too_many_pings" and the
-   * connection is closed. 0: no policing. */
+  /* Ping policing (gRFC A8): a client PING sooner than this after the
+   * previous one, with no HEADERS or DATA sent in between, is a strike;
+   * the third strike gets GOAWAY ENHANCE_YOUR_CALM "too_many_pings" and
+   * the connection is closed. While the connection has no calls, the
+   * interval is two hours (or this, if longer) unless
+   * keepalive_permit_without_calls. 0: no policing. */
   uint64_t keepalive_min_time_ms;
+  bool keepalive_permit_without_calls;
 } usc_h2_server_config_t;
 
 /* Creates a server on `loop`, listening on host:port (port 0: any free

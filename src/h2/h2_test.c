@@ -2,8 +2,8 @@
  * raw TCP clients (the address it reports, a host it refuses, connections
  * accepted and closed rather than left in the listener) and nghttp2
  * clients, for what the transport does to a session over time and under
- * abuse: idle and age GOAWAYs, keepalive PINGs, the drain, the reset rate
- * limit, header lists and CONTINUATION frames. */
+ * abuse: idle and age GOAWAYs, keepalive PINGs, the drain, ping policing,
+ * the reset rate limit, header lists and CONTINUATION frames. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -523,6 +523,16 @@ static void h2_reset(h2client_t *c, int32_t stream_id) {
   h2_flush(c);
 }
 
+static void h2_ping(h2client_t *c) {
+  assert_int_equal(nghttp2_submit_ping(c->session, NGHTTP2_FLAG_NONE, NULL), 0);
+  h2_flush(c);
+}
+
+static bool h2_goaway(const void *what) {
+  const h2client_t *c = what;
+  return c->goaways > 0 || c->ended;
+}
+
 static bool h2_ended(const void *what) {
   return ((const h2client_t *)what)->ended;
 }
@@ -799,6 +809,61 @@ static void test_continuations_follow_the_header_list_limit(void **state) {
   assert_int_equal(c->goaways, 0);
 }
 
+/* gRFC A8 ping policing: PINGs once per keepalive_min_time_ms are fine
+ * while calls are open; without calls, unless permitted, closer than two
+ * hours they are strikes, and the third strike ends the connection. */
+static void send_pings(fixture_t *fx, h2client_t *c, int n, uint64_t gap_ms) {
+  for (int i = 0; i < n && !c->ended; i++) {
+    h2_ping(c);
+    run_for(fx, gap_ms);
+  }
+}
+
+static void test_pings_without_calls_are_strikes(void **state) {
+  fixture_t *fx = *state;
+  fx->config.keepalive_min_time_ms = 20;
+  start_local(fx);
+  h2client_t *c = h2_connect(fx, 0, (h2_options_t){.initial_window = -1});
+  send_pings(fx, c, 3, 40);
+  assert_int_equal(c->goaways, 0);
+  h2_ping(c);
+  run_until(fx, h2_ended, c);
+  assert_int_equal(c->goaways, 1);
+  assert_int_equal(c->goaway_code, NGHTTP2_ENHANCE_YOUR_CALM);
+  assert_string_equal(c->goaway_debug, "too_many_pings");
+}
+
+static void test_pings_without_calls_permitted(void **state) {
+  fixture_t *fx = *state;
+  fx->config.keepalive_min_time_ms = 20;
+  fx->config.keepalive_permit_without_calls = true;
+  start_local(fx);
+  h2client_t *c = h2_connect(fx, 0, (h2_options_t){.initial_window = -1});
+  send_pings(fx, c, 5, 40);
+  assert_int_equal(c->ping_acks, 5);
+  assert_int_equal(c->goaways, 0);
+  assert_false(c->ended);
+}
+
+static void test_pings_with_a_call_open(void **state) {
+  fixture_t *fx = *state;
+  fx->config.keepalive_min_time_ms = 20;
+  start_local(fx);
+  h2client_t *c = h2_connect(fx, 0, (h2_options_t){.initial_window = -1});
+  h2_call(c, "/t/hold", false);
+  run_until(fx, call_started, fx);
+  send_pings(fx, c, 5, 40);
+  assert_int_equal(c->ping_acks, 5);
+  assert_int_equal(c->goaways, 0);
+  /* Closer than the minimum, even with a call: strikes all the same. */
+  for (int i = 0; i < 4; i++)
+    h2_ping(c);
+  run_until(fx, h2_goaway, c);
+  assert_int_equal(c->goaway_code, NGHTTP2_ENHANCE_YOUR_CALM);
+  run_until(fx, h2_ended, c);
+  assert_int_equal(fx->cancels, 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_address, setup, teardown),
@@ -823,6 +888,12 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_header_list_limits, setup, teardown),
       cmocka_unit_test_setup_teardown(
           test_continuations_follow_the_header_list_limit, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_pings_without_calls_are_strikes,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_pings_without_calls_permitted, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_pings_with_a_call_open, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
