@@ -18,6 +18,7 @@
 #define POOL_KEEP_BUFFER (64 * 1024)
 #define DEFAULT_MAX_HEADER_LIST_SIZE (16 * 1024)
 #define DEFAULT_KEEPALIVE_TIMEOUT_MS 20000
+#define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
 #define DRAIN_PING_WAIT_MS 1000
 #define MAX_PING_STRIKES 2
 /* gRFC A8: the ping interval a connection without calls is held to,
@@ -110,6 +111,7 @@ struct conn {
   /* Connection management, in loop time (ms); 0 = none. One heap node
    * per connection holds the earliest of these (see conn_schedule). */
   usc_heap_node_t timer;
+  uint64_t preface_due;    /* no frame received yet: close then */
   uint64_t idle_since;     /* no calls since then */
   uint64_t last_read;      /* bytes last received */
   uint64_t age_due;        /* max-connection-age reached */
@@ -369,6 +371,7 @@ static void conn_schedule(conn_t *c) {
   }
   if (cfg->keepalive_time_ms != 0 && c->ping_due == 0)
     due = earliest(due, c->last_read + cfg->keepalive_time_ms);
+  due = earliest(due, c->preface_due);
   due = earliest(due, c->ping_due);
   due = earliest(due, c->goaway_due);
   due = earliest(due, c->close_due);
@@ -462,7 +465,8 @@ static void on_ping(conn_t *c, const nghttp2_frame *f) {
 static void conn_tick(conn_t *c, uint64_t now) {
   const usc_h2_server_config_t *cfg = &c->server->config;
   if ((c->close_due != 0 && now >= c->close_due) ||
-      (c->ping_due != 0 && now >= c->ping_due)) {
+      (c->ping_due != 0 && now >= c->ping_due) ||
+      (c->preface_due != 0 && now >= c->preface_due)) {
     conn_close(c);
     return;
   }
@@ -1051,6 +1055,11 @@ static void half_close(usc_h2_call_t *call) {
 
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *f,
                          void *user) {
+  conn_t *c = user;
+  if (c->preface_due != 0) {
+    c->preface_due = 0;
+    conn_schedule(c);
+  }
   if (f->hd.type == NGHTTP2_PING) {
     on_ping(user, f);
     return 0;
@@ -1316,6 +1325,9 @@ static void accept_one(usc_h2_server_t *s) {
   s->conns = c;
   uint64_t now = uv_now(s->loop);
   c->last_read = c->idle_since = now;
+  c->preface_due = now + (s->config.handshake_timeout_ms != 0
+                              ? s->config.handshake_timeout_ms
+                              : DEFAULT_HANDSHAKE_TIMEOUT_MS);
   if (s->config.max_connection_age_ms != 0)
     c->age_due = now + jittered(s, s->config.max_connection_age_ms);
   if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp) != 0 ||

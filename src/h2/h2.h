@@ -50,7 +50,10 @@ typedef struct {
 } usc_h2_handler_t;
 
 /* Durations are in milliseconds of loop time. Every field added after
- * max_concurrent_streams keeps the transport's earlier behaviour at 0. */
+ * max_concurrent_streams keeps the transport's earlier behaviour at 0 (or
+ * false), but for defences against hostile peers, which are on unless
+ * set otherwise: the handshake timeout and the ping rule for connections
+ * without calls. */
 typedef struct {
   const usc_h2_handler_t *handler;
   void *user;
@@ -97,6 +100,9 @@ typedef struct {
    * keepalive_permit_without_calls. 0: no policing. */
   uint64_t keepalive_min_time_ms;
   bool keepalive_permit_without_calls;
+  /* A connection whose preface (its first frame) has not come this long
+   * after it was accepted is closed. 0: 10000. */
+  uint64_t handshake_timeout_ms;
 } usc_h2_server_config_t;
 
 /* Creates a server on `loop`, listening on host:port (port 0: any free

@@ -1,6 +1,7 @@
 /* Checks of the h2 server on a libuv loop, with clients on the same loop:
  * raw TCP clients (the address it reports, a host it refuses, connections
- * accepted and closed rather than left in the listener) and nghttp2
+ * accepted and closed rather than left in the listener, connections that
+ * never send their preface) and nghttp2
  * clients, for what the transport does to a session over time and under
  * abuse: idle and age GOAWAYs, keepalive PINGs, the drain, ping policing,
  * the reset rate limit, header lists and CONTINUATION frames. */
@@ -599,6 +600,23 @@ static void test_accepts_after_alloc_failure(void **state) {
   assert_int_equal(usc_h2_server_connections(fx->server), 1);
 }
 
+/* A connection without its preface is closed after
+ * handshake_timeout_ms; one that sent it is not. */
+static void test_preface_timeout(void **state) {
+  fixture_t *fx = *state;
+  fx->config.handshake_timeout_ms = 80;
+  start_local(fx);
+  uint64_t t0 = uv_now(&fx->loop);
+  connect_client(fx, &fx->clients[0]);
+  h2client_t *c = h2_connect(fx, 0, (h2_options_t){.initial_window = -1});
+  run_until(fx, ended, &fx->clients[0]);
+  assert_true(uv_now(&fx->loop) - t0 >= 80);
+  assert_true(fx->clients[0].nbytes > 0); /* the server's SETTINGS */
+  run_for(fx, 100);
+  assert_false(c->ended);
+  assert_int_equal(usc_h2_server_connections(fx->server), 1);
+}
+
 /* ---- connection management over time ---- */
 
 /* Without calls for max_connection_idle_ms: the two GOAWAYs of a drain
@@ -870,6 +888,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_bad_host_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_accepts_after_alloc_failure, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_preface_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_idle_connection_is_drained, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_open_call_is_not_idle, setup,
