@@ -1303,11 +1303,27 @@ static void refuse_connection(usc_h2_server_t *s) {
     s->open_handles++;
 }
 
+/* The connection accepted first of those that have not sent their
+ * preface yet, or NULL. */
+static conn_t *oldest_without_preface(usc_h2_server_t *s) {
+  conn_t *oldest = NULL;
+  for (conn_t *c = s->conns; c != NULL; c = c->next) /* newest first */
+    if (c->preface_due != 0)
+      oldest = c;
+  return oldest;
+}
+
 static void accept_one(usc_h2_server_t *s) {
   if (s->config.max_connections != 0 &&
       s->n_conns >= s->config.max_connections) {
-    refuse_connection(s);
-    return;
+    /* Connections that never send a preface must not lock the others
+     * out: the oldest of them makes room. */
+    conn_t *idle = oldest_without_preface(s);
+    if (idle == NULL) {
+      refuse_connection(s);
+      return;
+    }
+    conn_close(idle);
   }
   conn_t *c = usc_calloc(1, sizeof(*c));
   if (c == NULL) {

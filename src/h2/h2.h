@@ -70,8 +70,9 @@ typedef struct {
    * compressed. 0: never compress. (Compressed requests are always
    * accepted.) */
   size_t gzip_min_response_size;
-  /* Open connections at most; more are accepted and closed at once.
-   * 0: no limit. */
+  /* Open connections at most; more are accepted and closed at once,
+   * unless one of those open has not sent its preface yet: the oldest of
+   * these is closed instead, to make room. 0: no limit. */
   size_t max_connections;
   /* SETTINGS_MAX_HEADER_LIST_SIZE, enforced (name + value + 32 per
    * field, RFC 9113): a request over it is answered RESOURCE_EXHAUSTED on

@@ -617,6 +617,38 @@ static void test_preface_timeout(void **state) {
   assert_int_equal(usc_h2_server_connections(fx->server), 1);
 }
 
+/* At max_connections, a new connection closes the oldest one that has not
+ * sent its preface; when all have, the new one is refused. */
+static void test_full_server_makes_room(void **state) {
+  fixture_t *fx = *state;
+  fx->config.max_connections = 2;
+  start_local(fx);
+  connect_client(fx, &fx->clients[0]);
+  run_until(fx, greeted, &fx->clients[0]);
+  connect_client(fx, &fx->clients[1]);
+  run_until(fx, greeted, &fx->clients[1]);
+
+  h2client_t *a = h2_connect(fx, 0, (h2_options_t){.initial_window = -1});
+  h2_call(a, "/t/unary", true);
+  run_until(fx, h2_first_reply_closed, a);
+  assert_int_equal(a->replies[0].grpc_status, USC_GRPC_UNIMPLEMENTED);
+  run_until(fx, ended, &fx->clients[0]);
+  assert_false(fx->clients[1].ended);
+
+  h2client_t *b = h2_connect(fx, 1, (h2_options_t){.initial_window = -1});
+  h2_call(b, "/t/unary", true);
+  run_until(fx, h2_first_reply_closed, b);
+  assert_int_equal(b->replies[0].grpc_status, USC_GRPC_UNIMPLEMENTED);
+  run_until(fx, ended, &fx->clients[1]);
+
+  connect_client(fx, &fx->clients[2]);
+  run_until(fx, ended, &fx->clients[2]);
+  assert_int_equal(fx->clients[2].nbytes, 0);
+  assert_false(a->ended);
+  assert_false(b->ended);
+  assert_int_equal(usc_h2_server_connections(fx->server), 2);
+}
+
 /* ---- connection management over time ---- */
 
 /* Without calls for max_connection_idle_ms: the two GOAWAYs of a drain
@@ -889,6 +921,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_accepts_after_alloc_failure, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_preface_timeout, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_full_server_makes_room, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_idle_connection_is_drained, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_open_call_is_not_idle, setup,
