@@ -10,6 +10,10 @@
 
 #define READ_BUFFER_SIZE (64 * 1024)
 #define WRITE_HIGH_WATER (256 * 1024)
+/* Response bytes a connection's calls may hold that nghttp2 has not taken
+ * (the client's flow-control windows are shut): past it, a call that
+ * already waits cannot queue more. */
+#define MAX_QUEUED_OUTPUT (4 * 1024 * 1024)
 #define MAX_INITIAL_METADATA 8
 #define MAX_CAPTURED_HEADERS 8
 #define CAPTURED_HEADERS_CAP (16 * 1024)
@@ -122,6 +126,7 @@ struct conn {
   int ping_strikes;
   uv_write_t write_req;
   uint8_t *unsent; /* what the socket did not take at once; NULL if none */
+  size_t queued;   /* response bytes in calls' output, not yet taken */
   usc_h2_call_t *calls;
   char peer[USC_NET_ADDRESS_SIZE];
 };
@@ -561,6 +566,7 @@ static void call_free(usc_h2_call_t *call) {
   if (call->next_in_conn != NULL)
     call->next_in_conn->prev_in_conn = call->prev_in_conn;
   s->active_calls--;
+  c->queued -= call->out_len - call->out_off;
   if (c->calls == NULL && !c->closing) {
     c->idle_since = uv_now(s->loop);
     if (s->config.max_connection_idle_ms != 0)
@@ -611,6 +617,7 @@ static ssize_t read_response(nghttp2_session *session, int32_t stream_id,
   if (n > 0)
     memcpy(buf, call->out + call->out_off, n);
   call->out_off += n;
+  call->conn->queued -= n;
   if (call->out_off == call->out_len)
     call->out_off = call->out_len = 0;
   if (n == avail && call->trailers_ready) {
@@ -753,7 +760,30 @@ static int append_compressed(usc_h2_call_t *call, size_t len,
   usc_grpc_frame_header(frame, (uint32_t)zlen);
   frame[0] = 1; /* compressed */
   call->out_len += USC_GRPC_FRAME_HEADER_LEN + zlen;
+  call->conn->queued += USC_GRPC_FRAME_HEADER_LEN + zlen;
   return 0;
+}
+
+/* Whether the client reads too little for another message: the
+ * connection holds MAX_QUEUED_OUTPUT of unsent responses and this call
+ * some of them. A call with nothing waiting may always queue one, so that
+ * no response is refused for the others' backlog. */
+static bool output_full(const usc_h2_call_t *call, size_t len) {
+  return call->out_len > call->out_off &&
+         call->conn->queued + USC_GRPC_FRAME_HEADER_LEN + len >
+             MAX_QUEUED_OUTPUT;
+}
+
+/* Drops what nghttp2 has taken from the front of the output once that is
+ * at least as much as what is left, so that a stream that never quite
+ * catches up holds about its backlog rather than all it ever sent. */
+static void compact_output(usc_h2_call_t *call) {
+  size_t unsent = call->out_len - call->out_off;
+  if (call->out_off == 0 || call->out_off < unsent)
+    return;
+  memmove(call->out, call->out + call->out_off, unsent);
+  call->out_len = unsent;
+  call->out_off = 0;
 }
 
 int usc_h2_call_send_message(usc_h2_call_t *call, size_t len,
@@ -762,6 +792,9 @@ int usc_h2_call_send_message(usc_h2_call_t *call, size_t len,
     return USC_ERR_STATE;
   if (len > UINT32_MAX)
     return USC_ERR_TOO_LARGE;
+  if (output_full(call, len))
+    return USC_ERR_FULL;
+  compact_output(call);
   if (compress_message(call, len)) {
     int rc = append_compressed(call, len, pack, message);
     if (rc != 0)
@@ -785,6 +818,7 @@ int usc_h2_call_send_message(usc_h2_call_t *call, size_t len,
   usc_grpc_frame_header(frame, (uint32_t)len);
   pack(message, frame + USC_GRPC_FRAME_HEADER_LEN);
   call->out_len = need;
+  call->conn->queued += USC_GRPC_FRAME_HEADER_LEN + len;
   if (!call->headers_sent) {
     int rc = submit_headers_with_body(call);
     if (rc != 0)

@@ -161,8 +161,11 @@ int usc_h2_call_send_headers(usc_h2_call_t *call);
 
 /* Writes `len` bytes of message through `pack` (which must write exactly
  * `len` bytes into `out`), framed, into the call's output; they go out on
- * the next loop turn. Returns 0, USC_ERR_TOO_LARGE (len over 2^32-1) or
- * USC_ERR_NOMEM. */
+ * the next loop turn, as the client's flow-control windows let them.
+ * Returns 0, USC_ERR_FULL (the client does not read: its connection holds
+ * 4 MiB of responses not yet sent, some of them this call's; a call with
+ * nothing waiting is never refused), USC_ERR_TOO_LARGE (len over 2^32-1)
+ * or USC_ERR_NOMEM. */
 typedef void (*usc_h2_pack_fn)(const void *message, uint8_t *out);
 int usc_h2_call_send_message(usc_h2_call_t *call, size_t len,
                              usc_h2_pack_fn pack, const void *message);

@@ -1,10 +1,11 @@
 /* Checks of the h2 server on a libuv loop, with clients on the same loop:
  * raw TCP clients (the address it reports, a host it refuses, connections
  * accepted and closed rather than left in the listener, connections that
- * never send their preface) and nghttp2
- * clients, for what the transport does to a session over time and under
- * abuse: idle and age GOAWAYs, keepalive PINGs, the drain, ping policing,
- * the reset rate limit, header lists and CONTINUATION frames. */
+ * never send their preface) and nghttp2 clients, for what the transport
+ * does to a session over time and under abuse: idle and age GOAWAYs,
+ * keepalive PINGs, the drain, ping policing, the reset rate limit, header
+ * lists and CONTINUATION frames, the bound on responses queued for a
+ * client that does not read. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -81,6 +82,7 @@ struct fixture {
   usc_h2_call_t *last_call; /* of /t/hold or /t/stream, until cancelled */
   int cancels;
   usc_grpc_status_t cancel_why;
+  size_t expected_data; /* DATA bytes a test waits for */
 };
 
 /* /t/hold: stays open. /t/stream: response headers, then what the test
@@ -914,6 +916,60 @@ static void test_pings_with_a_call_open(void **state) {
   assert_int_equal(fx->cancels, 1);
 }
 
+#define BLOCK (64 * 1024)
+#define QUEUE_CAP (4 * 1024 * 1024)
+
+static uint8_t block[BLOCK];
+
+static void pack_block(const void *message, uint8_t *out) {
+  memcpy(out, message, BLOCK);
+}
+
+static bool first_reply_has_all(const void *what) {
+  const h2client_t *c = what;
+  return c->replies[0].data >= c->fx->expected_data || c->ended;
+}
+
+/* A client that does not open its windows: its connection's unsent
+ * responses stop at 4 MiB, though a call with nothing waiting still gets
+ * a message in; once the client reads, calls may queue again. */
+static void test_queued_output_is_bounded(void **state) {
+  fixture_t *fx = *state;
+  start_local(fx);
+  h2client_t *c = h2_connect(fx, 0, (h2_options_t){.initial_window = 0});
+  h2_call(c, "/t/stream", false);
+  run_until(fx, call_started, fx);
+  usc_h2_call_t *first = fx->last_call;
+  size_t queued = 0;
+  int rc = 0;
+  for (int i = 0; i < 2 * QUEUE_CAP / BLOCK && rc == 0; i++) {
+    rc = usc_h2_call_send_message(first, BLOCK, pack_block, block);
+    queued += rc == 0 ? 5 + BLOCK : 0;
+  }
+  assert_int_equal(rc, USC_ERR_FULL);
+  assert_true(queued <= QUEUE_CAP && queued > QUEUE_CAP - 5 - BLOCK);
+
+  fx->last_call = NULL;
+  h2_call(c, "/t/stream", false);
+  run_until(fx, call_started, fx);
+  usc_h2_call_t *second = fx->last_call;
+  assert_int_equal(usc_h2_call_send_message(second, BLOCK, pack_block, block),
+                   0);
+  assert_int_equal(usc_h2_call_send_message(second, BLOCK, pack_block, block),
+                   USC_ERR_FULL);
+
+  nghttp2_settings_entry open[] = {
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 8 * 1024 * 1024}};
+  assert_int_equal(
+      nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, open, 1), 0);
+  h2_flush(c);
+  fx->expected_data = queued;
+  run_until(fx, first_reply_has_all, c);
+  assert_false(c->ended);
+  assert_int_equal(usc_h2_call_send_message(first, BLOCK, pack_block, block),
+                   0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_address, setup, teardown),
@@ -946,6 +1002,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_pings_without_calls_permitted, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_pings_with_a_call_open, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_queued_output_is_bounded, setup,
                                       teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
