@@ -14,6 +14,9 @@
  * (the client's flow-control windows are shut): past it, a call that
  * already waits cannot queue more. */
 #define MAX_QUEUED_OUTPUT (4 * 1024 * 1024)
+/* Request bytes a connection's calls may hold in messages not yet whole:
+ * four of the largest, and at least this. */
+#define MIN_BUFFERED_INPUT (1024 * 1024)
 #define MAX_INITIAL_METADATA 8
 #define MAX_CAPTURED_HEADERS 8
 #define CAPTURED_HEADERS_CAP (16 * 1024)
@@ -127,6 +130,7 @@ struct conn {
   uv_write_t write_req;
   uint8_t *unsent; /* what the socket did not take at once; NULL if none */
   size_t queued;   /* response bytes in calls' output, not yet taken */
+  size_t buffered; /* request bytes in calls' deframers */
   usc_h2_call_t *calls;
   char peer[USC_NET_ADDRESS_SIZE];
 };
@@ -567,6 +571,7 @@ static void call_free(usc_h2_call_t *call) {
     call->next_in_conn->prev_in_conn = call->prev_in_conn;
   s->active_calls--;
   c->queued -= call->out_len - call->out_off;
+  c->buffered -= call->deframer.body_cap;
   if (c->calls == NULL && !c->closing) {
     c->idle_since = uv_now(s->loop);
     if (s->config.max_connection_idle_ms != 0)
@@ -1157,6 +1162,11 @@ static int deliver_message(void *user, bool compressed, const uint8_t *data,
   return call->finished ? 1 : 0;
 }
 
+static size_t max_buffered_input(const usc_h2_server_t *s) {
+  size_t four = 4 * s->config.max_recv_message_size;
+  return four > MIN_BUFFERED_INPUT ? four : MIN_BUFFERED_INPUT;
+}
+
 static int on_data_chunk(nghttp2_session *session, uint8_t flags,
                          int32_t stream_id, const uint8_t *data, size_t len,
                          void *user) {
@@ -1165,10 +1175,24 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
   usc_h2_call_t *call = stream_call(session, stream_id);
   if (call == NULL || call->finished || !call->started)
     return 0;
+  conn_t *c = call->conn;
+  size_t held = call->deframer.body_cap;
   uint64_t declared = 0;
   int rc = usc_grpc_deframer_feed(&call->deframer, data, len, deliver_message,
                                   call, &declared);
-  if (rc == USC_ERR_TOO_LARGE) {
+  c->buffered += call->deframer.body_cap - held;
+  if (rc == 0 && !call->finished &&
+      c->buffered > max_buffered_input(c->server)) {
+    /* Many streams each sending part of a large message: the one that
+     * went over lets its part go, and the others go on. */
+    char msg[160];
+    snprintf(msg, sizeof(msg),
+             "request messages held for this connection over %zu bytes",
+             max_buffered_input(c->server));
+    c->buffered -= call->deframer.body_cap;
+    usc_grpc_deframer_free(&call->deframer);
+    fail_call(call, USC_GRPC_RESOURCE_EXHAUSTED, msg);
+  } else if (rc == USC_ERR_TOO_LARGE) {
     char msg[160];
     snprintf(msg, sizeof(msg),
              "received message larger than max (%" PRIu64 " vs. %zu)", declared,

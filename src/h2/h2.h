@@ -57,7 +57,9 @@ typedef struct {
 typedef struct {
   const usc_h2_handler_t *handler;
   void *user;
-  /* The largest request message, after decompression too. */
+  /* The largest request message, after decompression too. The calls of
+   * a connection hold at most max(4 x this, 1 MiB) of messages not yet
+   * whole; a call that goes over is answered RESOURCE_EXHAUSTED. */
   size_t max_recv_message_size;
   uint32_t max_concurrent_streams;
 

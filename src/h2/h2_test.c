@@ -4,8 +4,8 @@
  * never send their preface) and nghttp2 clients, for what the transport
  * does to a session over time and under abuse: idle and age GOAWAYs,
  * keepalive PINGs, the drain, ping policing, the reset rate limit, header
- * lists and CONTINUATION frames, the bound on responses queued for a
- * client that does not read. */
+ * lists and CONTINUATION frames, the bounds on responses queued for a
+ * client that does not read and on request messages partly received. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,6 +38,9 @@ typedef struct {
 
 typedef struct {
   int32_t stream_id;
+  const uint8_t *body; /* what the client sends, after the HEADERS */
+  size_t body_len;
+  size_t body_off;
   int grpc_status; /* -1 until seen */
   size_t data;     /* DATA bytes received */
   bool closed;
@@ -519,6 +522,38 @@ static int32_t h2_call(h2client_t *c, const char *path, bool end) {
   return h2_call_with(c, path, end, NULL, 0);
 }
 
+static ssize_t read_body(nghttp2_session *session, int32_t stream_id,
+                         uint8_t *buf, size_t length, uint32_t *flags,
+                         nghttp2_data_source *source, void *user) {
+  reply_t *r = source->ptr;
+  size_t n = r->body_len - r->body_off;
+  (void)session;
+  (void)stream_id;
+  (void)user;
+  n = n < length ? n : length;
+  memcpy(buf, r->body + r->body_off, n);
+  r->body_off += n;
+  if (r->body_off == r->body_len)
+    *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+  return (ssize_t)n;
+}
+
+/* Sends `len` bytes (which must stay valid) on the stream, without
+ * END_STREAM. */
+static void h2_send(h2client_t *c, int32_t stream_id, const uint8_t *data,
+                    size_t len) {
+  reply_t *r = reply_of(c, stream_id);
+  r->body = data;
+  r->body_len = len;
+  r->body_off = 0;
+  nghttp2_data_provider provider = {.source.ptr = r,
+                                    .read_callback = read_body};
+  assert_int_equal(
+      nghttp2_submit_data(c->session, NGHTTP2_FLAG_NONE, stream_id, &provider),
+      0);
+  h2_flush(c);
+}
+
 static void h2_reset(h2client_t *c, int32_t stream_id) {
   assert_int_equal(nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE,
                                              stream_id, NGHTTP2_CANCEL),
@@ -970,6 +1005,41 @@ static void test_queued_output_is_bounded(void **state) {
                    0);
 }
 
+static bool a_reply_closed(const void *what) {
+  const h2client_t *c = what;
+  size_t closed = 0;
+  for (size_t i = 0; i < c->n_replies; i++)
+    closed += c->replies[i].closed;
+  return closed > 0 || c->ended;
+}
+
+/* Five streams each send 250 KB of a 256 KiB message: the connection's
+ * calls may hold four such (1 MiB), so one of them is refused and the
+ * others go on. */
+static void test_buffered_input_is_bounded(void **state) {
+  fixture_t *fx = *state;
+  static uint8_t message[5 + 250 * 1000];
+  fx->config.max_recv_message_size = 256 * 1024;
+  start_local(fx);
+  usc_grpc_frame_header(message, 256 * 1024);
+  h2client_t *c = h2_connect(fx, 0, (h2_options_t){.initial_window = -1});
+  for (int i = 0; i < 5; i++)
+    h2_send(c, h2_call(c, "/t/hold", false), message, sizeof(message));
+  run_until(fx, a_reply_closed, c);
+  run_for(fx, 50);
+  int refused = 0;
+  for (size_t i = 0; i < c->n_replies; i++) {
+    if (c->replies[i].closed) {
+      assert_int_equal(c->replies[i].grpc_status, USC_GRPC_RESOURCE_EXHAUSTED);
+      refused++;
+    }
+  }
+  assert_int_equal(refused, 1);
+  assert_int_equal(fx->cancels, 1);
+  assert_int_equal(fx->cancel_why, USC_GRPC_RESOURCE_EXHAUSTED);
+  assert_false(c->ended);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_address, setup, teardown),
@@ -1004,6 +1074,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_pings_with_a_call_open, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_queued_output_is_bounded, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_buffered_input_is_bounded, setup,
                                       teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
