@@ -1362,13 +1362,16 @@ static void refuse_connection(usc_h2_server_t *s) {
 }
 
 /* The connection accepted first of those that have not sent their
- * preface yet, or NULL. */
+ * preface yet and have nothing unread (a preface may be waiting behind
+ * a burst of new connections accepted in one go), or NULL. */
 static conn_t *oldest_without_preface(usc_h2_server_t *s) {
-  conn_t *oldest = NULL;
-  for (conn_t *c = s->conns; c != NULL; c = c->next) /* newest first */
-    if (c->preface_due != 0)
-      oldest = c;
-  return oldest;
+  conn_t *c = s->conns; /* newest first */
+  while (c != NULL && c->next != NULL)
+    c = c->next;
+  for (; c != NULL; c = c->prev)
+    if (c->preface_due != 0 && !usc_net_input_waiting(&c->tcp))
+      return c;
+  return NULL;
 }
 
 static void accept_one(usc_h2_server_t *s) {
