@@ -95,7 +95,7 @@ def main():
         pair = dict(os.environ, USC_INTEROP_MODE="pair")
         results.append(("interop through the REST facade",
                         suite(["tests/interop/run.sh", plain], pair)))
-        env = dict(os.environ, USC_INTEROP_SUITES="python wire services transport access",
+        env = dict(os.environ, USC_INTEROP_SUITES="python wire services transport access hostile",
                    ASAN_OPTIONS="detect_leaks=1:halt_on_error=1",
                    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
         results.append(("interop on the sanitizer build",

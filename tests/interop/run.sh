@@ -3,6 +3,7 @@
 #   python  tests/interop/python/test_interop.py  (grpcio)
 #   wire    tests/interop/python/test_wire.py     (python3-h2, raw sockets)
 #   access  tests/interop/python/test_access.py   (--tokens-file, grpcio)
+#   hostile tests/interop/python/test_hostile.py  (attacks, raw frames)
 #   node    tests/interop/node/test.js            (@grpc/grpc-js)
 #   cpp     tests/interop/cpp/run.sh              (grpc++)
 # Each suite starts and stops its own sidecars and prints its own lines,
@@ -12,7 +13,7 @@
 # usage: tests/interop/run.sh [BINARY]     (default bazel-bin/src/uapi-sidecar)
 # Env:   USC_SIDECAR_WRAPPER  put in front of every sidecar command line,
 #                             e.g. "valgrind --leak-check=full --error-exitcode=99"
-#        USC_INTEROP_SUITES   the suites to run (default "python wire services transport access node cpp")
+#        USC_INTEROP_SUITES   the suites to run (default "python wire services transport access hostile node cpp")
 #        USC_INTEROP_MODE     native (default): each sidecar serves from its
 #                             native engine; pair: each "sidecar" is a pair
 #                             (tests/interop/pair.sh): the translation backend
@@ -92,13 +93,14 @@ run_suite() {
   total_passed=$((total_passed + p)) total_failed=$((total_failed + f))
 }
 
-for suite in ${USC_INTEROP_SUITES:-python wire services transport access node cpp}; do
+for suite in ${USC_INTEROP_SUITES:-python wire services transport access hostile node cpp}; do
   case $suite in
     python) run_suite python /usr/bin/python3 tests/interop/python/test_interop.py ;;
     wire) run_suite wire /usr/bin/python3 tests/interop/python/test_wire.py ;;
     services) run_suite services /usr/bin/python3 tests/interop/python/test_services.py ;;
     transport) run_suite transport /usr/bin/python3 tests/interop/python/test_transport.py ;;
     access) run_suite access /usr/bin/python3 tests/interop/python/test_access.py ;;
+    hostile) run_suite hostile /usr/bin/python3 tests/interop/python/test_hostile.py ;;
     node) run_suite node tests/interop/node/run.sh ;;
     cpp) run_suite cpp tests/interop/cpp/run.sh "$bin" ;;
     *) echo "unknown suite $suite"; total_failed=$((total_failed + 1)) ;;
