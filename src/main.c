@@ -356,6 +356,8 @@ static int start_server(sidecar_t *app) {
       .keepalive_min_time_ms = ms(app->config.keepalive_min_time_ns),
       .tls = app->tls,
       .tls_handshake_timeout_ms = ms(app->config.tls_handshake_timeout_ns),
+      .keepalive_permit_without_calls =
+          app->config.keepalive_permit_without_calls,
   };
   char error[512];
   if (usc_h2_server_start(&app->loop, &server, app->config.listen_host,

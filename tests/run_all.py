@@ -99,7 +99,8 @@ def main():
         results.append(("interop through the REST facade",
                         suite(["tests/interop/run.sh", plain], pair)))
         env = dict(os.environ,
-                   USC_INTEROP_SUITES="python wire services transport access tls persist",
+                   USC_INTEROP_SUITES="python wire services transport access tls "
+                   "hostile persist node cpp",
                    ASAN_OPTIONS="detect_leaks=1:halt_on_error=1",
                    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
         results.append(("interop on the sanitizer build",

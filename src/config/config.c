@@ -46,6 +46,7 @@ enum {
   F_KEEPALIVE_TIME,
   F_KEEPALIVE_TIMEOUT,
   F_KEEPALIVE_MIN_TIME,
+  F_KEEPALIVE_PERMIT_WITHOUT_CALLS,
   F_TOKENS_FILE,
   F_STATE_FILE,
   F_STATE_SAVE_INTERVAL,
@@ -393,6 +394,17 @@ CONN_MS_FLAG(apply_keepalive_time, keepalive_time_ns, 0)
 CONN_MS_FLAG(apply_keepalive_timeout, keepalive_timeout_ns, 1)
 CONN_MS_FLAG(apply_keepalive_min_time, keepalive_min_time_ns, 0)
 
+static bool apply_keepalive_permit_without_calls(const char *value,
+                                                 usc_config_t *config,
+                                                 char *why, size_t why_cap) {
+  if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {
+    set_why(why, why_cap, "is not true or false");
+    return false;
+  }
+  config->keepalive_permit_without_calls = value[0] == 't';
+  return true;
+}
+
 static bool apply_max_recv_message_size(const char *value, usc_config_t *config,
                                         char *why, size_t why_cap) {
   uint64_t v;
@@ -551,6 +563,8 @@ static const flag_t flags[F_COUNT] = {
     [F_KEEPALIVE_TIME] = {"keepalive-time", apply_keepalive_time},
     [F_KEEPALIVE_TIMEOUT] = {"keepalive-timeout", apply_keepalive_timeout},
     [F_KEEPALIVE_MIN_TIME] = {"keepalive-min-time", apply_keepalive_min_time},
+    [F_KEEPALIVE_PERMIT_WITHOUT_CALLS] = {"keepalive-permit-without-calls",
+                                          apply_keepalive_permit_without_calls},
     [F_TOKENS_FILE] = {"tokens-file", apply_tokens_file},
     [F_STATE_FILE] = {"state-file", apply_state_file},
     [F_STATE_SAVE_INTERVAL] = {"state-save-interval",
@@ -918,7 +932,8 @@ const char *usc_config_usage(void) {
          "      env UAPI_SIDECAR_STATE_SAVE_INTERVAL, default 5000\n"
          "  --max-connections N\n"
          "      open gRPC connections at most, 0..2147483647 (0: no\n"
-         "      limit); more are accepted and closed at once\n"
+         "      limit); more are accepted and closed at once, unless one\n"
+         "      open has sent no preface: the oldest such makes room\n"
          "      env UAPI_SIDECAR_MAX_CONNECTIONS, default 1000\n"
          "  --max-header-list-size BYTES\n"
          "      largest request header list (HTTP/2\n"
@@ -946,6 +961,12 @@ const char *usc_config_usage(void) {
          "      data between) are strikes; the third gets GOAWAY\n"
          "      ENHANCE_YOUR_CALM \"too_many_pings\" (0: allow any)\n"
          "      env UAPI_SIDECAR_KEEPALIVE_MIN_TIME, default 300000\n"
+         "  --keepalive-permit-without-calls true|false\n"
+         "      whether clients may ping that often while they have no\n"
+         "      calls; if not, such pings closer than two hours are\n"
+         "      strikes (gRFC A8)\n"
+         "      env UAPI_SIDECAR_KEEPALIVE_PERMIT_WITHOUT_CALLS, default "
+         "false\n"
          "  --tokens-file PATH\n"
          "      the bearer tokens PhoneCallService's clients must send,\n"
          "      one a line: TOKEN USER EXTENSIONS (comma-separated, or\n"

@@ -49,6 +49,7 @@ typedef struct {
   int64_t keepalive_time_ns;           /* --keepalive-time ms, 2 h */
   int64_t keepalive_timeout_ns;        /* --keepalive-timeout ms, 20 s */
   int64_t keepalive_min_time_ns;       /* --keepalive-min-time ms, 5 min */
+  bool keepalive_permit_without_calls; /* --keepalive-permit-without-calls */
 
   /* The translation backend. */
   int64_t upstream_timeout_ns;         /* --upstream-timeout ms, 10000 */

@@ -498,6 +498,7 @@ static void test_connection_flags_defaults(void **state) {
   assert_int_equal(o.config.keepalive_time_ns, 7200000000000LL);
   assert_int_equal(o.config.keepalive_timeout_ns, 20000000000LL);
   assert_int_equal(o.config.keepalive_min_time_ns, 300000000000LL);
+  assert_false(o.config.keepalive_permit_without_calls);
 }
 
 static void test_connection_flags(void **state) {
@@ -506,7 +507,8 @@ static void test_connection_flags(void **state) {
       PARSE("--max-connections", "0", "--max-header-list-size", "32KiB",
             "--max-connection-idle=1500", "--max-connection-age", "2592000000",
             "--max-connection-age-grace=250", "--keepalive-time=0",
-            "--keepalive-timeout", "1", "--keepalive-min-time=10");
+            "--keepalive-timeout", "1", "--keepalive-min-time=10",
+            "--keepalive-permit-without-calls", "true");
   assert_int_equal(o.result, USC_CONFIG_RUN);
   assert_int_equal(o.config.max_connections, 0);
   assert_int_equal(o.config.max_header_list_size, 32768);
@@ -516,6 +518,7 @@ static void test_connection_flags(void **state) {
   assert_int_equal(o.config.keepalive_time_ns, 0);
   assert_int_equal(o.config.keepalive_timeout_ns, 1000000LL);
   assert_int_equal(o.config.keepalive_min_time_ns, 10000000LL);
+  assert_true(o.config.keepalive_permit_without_calls);
 
   char *envp[] = {"UAPI_SIDECAR_MAX_CONNECTIONS=7",
                   "UAPI_SIDECAR_MAX_HEADER_LIST_SIZE=1024",
@@ -525,6 +528,7 @@ static void test_connection_flags(void **state) {
                   "UAPI_SIDECAR_KEEPALIVE_TIME=8",
                   "UAPI_SIDECAR_KEEPALIVE_TIMEOUT=9",
                   "UAPI_SIDECAR_KEEPALIVE_MIN_TIME=10",
+                  "UAPI_SIDECAR_KEEPALIVE_PERMIT_WITHOUT_CALLS=true",
                   NULL};
   o = PARSE_ENV(envp, "--keepalive-time=11");
   assert_int_equal(o.result, USC_CONFIG_RUN);
@@ -536,6 +540,9 @@ static void test_connection_flags(void **state) {
   assert_int_equal(o.config.keepalive_time_ns, 11000000LL);
   assert_int_equal(o.config.keepalive_timeout_ns, 9000000LL);
   assert_int_equal(o.config.keepalive_min_time_ns, 10000000LL);
+  assert_true(o.config.keepalive_permit_without_calls);
+  o = PARSE_ENV(envp, "--keepalive-permit-without-calls=false");
+  assert_false(o.config.keepalive_permit_without_calls);
 }
 
 static void test_connection_flag_errors(void **state) {
@@ -557,6 +564,8 @@ static void test_connection_flag_errors(void **state) {
                "--max-connection-age: '1s' is not a non-negative integer");
   expect_error(PARSE("--keepalive-timeout=0"),
                "--keepalive-timeout: '0' is not a positive integer");
+  expect_error(PARSE("--keepalive-permit-without-calls=yes"),
+               "--keepalive-permit-without-calls: 'yes' is not true or false");
   char *envp[] = {"UAPI_SIDECAR_KEEPALIVE_MIN_TIME=x", NULL};
   expect_error(parse_nothing(envp),
                "UAPI_SIDECAR_KEEPALIVE_MIN_TIME: 'x' is not a non-negative "
@@ -607,6 +616,8 @@ static void test_usage_lists_every_flag(void **state) {
       "UAPI_SIDECAR_STATE_FILE, default none",
       "--state-save-interval MS",
       "UAPI_SIDECAR_STATE_SAVE_INTERVAL, default 5000",
+      "--keepalive-permit-without-calls true|false",
+      "UAPI_SIDECAR_KEEPALIVE_PERMIT_WITHOUT_CALLS, default false",
       "-h, --help",
       "--version",
   };

@@ -89,16 +89,20 @@ static int start_body(usc_grpc_deframer_t *d, uint64_t *declared_len) {
   return USC_OK;
 }
 
-static int ensure_body_cap(usc_grpc_deframer_t *d) {
-  if (d->body_cap >= d->body_len)
+/* Room for `n` more bytes of the current message. The buffer grows with
+ * the bytes that come, doubling, and never past the declared length: a
+ * prefix that promises max_len bytes and sends a few costs a few. */
+static int ensure_body_cap(usc_grpc_deframer_t *d, size_t n) {
+  size_t need = d->body_got + n;
+  if (d->body_cap >= need)
     return USC_OK;
-  /* Exact size: messages are capped by max_len and typically similar in
-   * size, so geometric growth would only waste memory. */
-  uint8_t *body = usc_realloc(d->body, d->body_len);
+  size_t cap = d->body_cap * 2 > need ? d->body_cap * 2 : need;
+  cap = cap < d->body_len ? cap : d->body_len;
+  uint8_t *body = usc_realloc(d->body, cap);
   if (body == NULL)
     return USC_ERR_NOMEM;
   d->body = body;
-  d->body_cap = d->body_len;
+  d->body_cap = cap;
   return USC_OK;
 }
 
@@ -146,10 +150,10 @@ int usc_grpc_deframer_feed(usc_grpc_deframer_t *d, const uint8_t *data,
     }
     if (len == 0)
       return USC_OK;
-    int rc = ensure_body_cap(d);
+    size_t n = need < len ? need : len;
+    int rc = ensure_body_cap(d, n);
     if (rc != USC_OK)
       return rc;
-    size_t n = need < len ? need : len;
     memcpy(d->body + d->body_got, data, n);
     d->body_got += n;
     data += n;

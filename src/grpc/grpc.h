@@ -42,7 +42,9 @@ const char *usc_grpc_status_text(usc_grpc_status_t status);
 
 /* Incremental deframer for length-prefixed messages: bytes may arrive split
  * in any way. A message whose declared length exceeds max_len is refused as
- * soon as its 5-byte header is seen, before anything is buffered. */
+ * soon as its 5-byte header is seen, before anything is buffered. A message
+ * split across feeds is buffered in `body`, which grows with the bytes
+ * received (at most twice them, and at most the declared length). */
 typedef struct {
   size_t max_len;
   uint8_t header[USC_GRPC_FRAME_HEADER_LEN];

@@ -389,7 +389,9 @@ static void test_deframe_nomem_on_growth(void **state) {
   recorder_t r = {0};
   feed_split(&d, 10, &r);
   uint8_t *body = d.body;
-  static const uint8_t msg[] = {0, 0, 0, 0, 20, 'a'};
+  /* 11 bytes of 20: more than the buffer's 10. */
+  static const uint8_t msg[] = {0,   0,   0,   0,   20,  'a', 'b', 'c',
+                                'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k'};
   usc_alloc_fail_at(1);
   assert_int_equal(
       usc_grpc_deframer_feed(&d, msg, sizeof(msg), record, &r, NULL),
@@ -398,6 +400,31 @@ static void test_deframe_nomem_on_growth(void **state) {
   assert_ptr_equal(d.body, body);
   assert_int_equal(d.body_cap, 10);
   assert_int_equal(r.count, 1);
+  usc_grpc_deframer_free(&d);
+}
+
+/* A prefix promising max_len bytes followed by a few: the buffer holds
+ * about what came, not what was promised. */
+static void test_deframe_grows_with_data(void **state) {
+  (void)state;
+  usc_grpc_deframer_t d;
+  usc_grpc_deframer_init(&d, 1 << 20);
+  recorder_t r = {0};
+  uint8_t msg[USC_GRPC_FRAME_HEADER_LEN + 1000] = {0};
+  usc_grpc_frame_header(msg, 1 << 20);
+  assert_int_equal(
+      usc_grpc_deframer_feed(&d, msg, sizeof(msg), record, &r, NULL), 0);
+  assert_int_equal(d.body_cap, 1000);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(usc_grpc_deframer_feed(&d, msg + USC_GRPC_FRAME_HEADER_LEN,
+                                            1000, record, &r, NULL),
+                     0);
+  assert_int_equal(d.body_cap, 4000);
+  assert_int_equal(usc_grpc_deframer_feed(&d, msg + USC_GRPC_FRAME_HEADER_LEN,
+                                          1, record, &r, NULL),
+                   0);
+  assert_int_equal(d.body_cap, 8000);
+  assert_int_equal(r.count, 0);
   usc_grpc_deframer_free(&d);
 }
 
@@ -1103,6 +1130,7 @@ int main(void) {
       cmocka_unit_test(test_deframe_buffer_reuse),
       cmocka_unit_test(test_deframe_nomem),
       cmocka_unit_test(test_deframe_nomem_on_growth),
+      cmocka_unit_test(test_deframe_grows_with_data),
       cmocka_unit_test(test_deframe_callback_stops),
       cmocka_unit_test(test_deframer_free_zeroed),
       cmocka_unit_test(test_timeout_units),

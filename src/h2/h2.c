@@ -12,6 +12,13 @@
 
 #define READ_BUFFER_SIZE (64 * 1024)
 #define WRITE_HIGH_WATER (256 * 1024)
+/* Response bytes a connection's calls may hold that nghttp2 has not taken
+ * (the client's flow-control windows are shut): past it, a call that
+ * already waits cannot queue more. */
+#define MAX_QUEUED_OUTPUT (4 * 1024 * 1024)
+/* Request bytes a connection's calls may hold in messages not yet whole:
+ * four of the largest, and at least this. */
+#define MIN_BUFFERED_INPUT (1024 * 1024)
 #define MAX_INITIAL_METADATA 8
 #define MAX_CAPTURED_HEADERS 8
 #define CAPTURED_HEADERS_CAP (16 * 1024)
@@ -20,6 +27,7 @@
 #define POOL_KEEP_BUFFER (64 * 1024)
 #define DEFAULT_MAX_HEADER_LIST_SIZE (16 * 1024)
 #define DEFAULT_KEEPALIVE_TIMEOUT_MS 20000
+#define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
 #define DRAIN_PING_WAIT_MS 1000
 #define MAX_PING_STRIKES 2
 #define DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS 10000
@@ -27,6 +35,21 @@
  * wait for the socket: a peer that makes more of them without reading
  * is cut off. */
 #define TLS_PENDING_CAP (64 * 1024)
+/* gRFC A8: the ping interval a connection without calls is held to,
+ * unless keepalive_permit_without_calls: TCP keepalive's. */
+#define NO_CALLS_PING_INTERVAL_MS (2 * 3600 * 1000)
+/* nghttp2's flood limits, stated here so their bounds are ours: RST_STREAM
+ * frames received are a token bucket (rapid reset, CVE-2023-44487); PING
+ * and SETTINGS ACKs the peer makes the session queue and does not read; the
+ * entries of one SETTINGS frame; the CONTINUATION frames of one header
+ * block (CVE-2024-28182), at least enough for a header list of
+ * max_header_list_size in frames of the default 16 KiB. */
+#define RESET_BURST 1000
+#define RESET_RATE_PER_S 33
+#define MAX_OUTBOUND_ACK 1000
+#define MAX_SETTINGS_ENTRIES 32
+#define MIN_CONTINUATIONS 8
+#define DEFAULT_FRAME_SIZE 16384
 
 /* Opaque data of the server's own PINGs, to tell their ACKs apart. */
 static const uint8_t drain_ping[8] = "usc-drn";
@@ -102,6 +125,7 @@ struct conn {
   /* Connection management, in loop time (ms); 0 = none. One heap node
    * per connection holds the earliest of these (see conn_schedule). */
   usc_heap_node_t timer;
+  uint64_t preface_due;    /* no frame received yet: close then */
   uint64_t idle_since;     /* no calls since then */
   uint64_t last_read;      /* bytes last received */
   uint64_t age_due;        /* max-connection-age reached */
@@ -117,6 +141,8 @@ struct conn {
    * without a buffer, but for the handshake. */
   usc_tls_buf_t tls_pending;
   uint64_t handshake_due; /* TLS handshake not done by then: close */
+  size_t queued;          /* response bytes in calls' output, not yet taken */
+  size_t buffered;        /* request bytes in calls' deframers */
   usc_h2_call_t *calls;
   char peer[USC_NET_ADDRESS_SIZE];
 };
@@ -408,6 +434,7 @@ static void conn_schedule(conn_t *c) {
   }
   if (cfg->keepalive_time_ms != 0 && c->ping_due == 0)
     due = earliest(due, c->last_read + cfg->keepalive_time_ms);
+  due = earliest(due, c->preface_due);
   due = earliest(due, c->ping_due);
   due = earliest(due, c->goaway_due);
   due = earliest(due, c->close_due);
@@ -487,6 +514,9 @@ static void on_ping(conn_t *c, const nghttp2_frame *f) {
   uint64_t min = s->config.keepalive_min_time_ms;
   if (min == 0 || c->close_written)
     return;
+  if (c->calls == NULL && !s->config.keepalive_permit_without_calls &&
+      min < NO_CALLS_PING_INTERVAL_MS)
+    min = NO_CALLS_PING_INTERVAL_MS;
   uint64_t now = uv_now(s->loop);
   if (c->last_ping_recv != 0 && now - c->last_ping_recv < min &&
       ++c->ping_strikes > MAX_PING_STRIKES) {
@@ -506,7 +536,8 @@ static void conn_tick(conn_t *c, uint64_t now) {
     return;
   }
   if ((c->close_due != 0 && now >= c->close_due) ||
-      (c->ping_due != 0 && now >= c->ping_due)) {
+      (c->ping_due != 0 && now >= c->ping_due) ||
+      (c->preface_due != 0 && now >= c->preface_due)) {
     conn_close(c);
     return;
   }
@@ -601,6 +632,8 @@ static void call_free(usc_h2_call_t *call) {
   if (call->next_in_conn != NULL)
     call->next_in_conn->prev_in_conn = call->prev_in_conn;
   s->active_calls--;
+  c->queued -= call->out_len - call->out_off;
+  c->buffered -= call->deframer.body_cap;
   if (c->calls == NULL && !c->closing) {
     c->idle_since = uv_now(s->loop);
     if (s->config.max_connection_idle_ms != 0)
@@ -651,6 +684,7 @@ static ssize_t read_response(nghttp2_session *session, int32_t stream_id,
   if (n > 0)
     memcpy(buf, call->out + call->out_off, n);
   call->out_off += n;
+  call->conn->queued -= n;
   if (call->out_off == call->out_len)
     call->out_off = call->out_len = 0;
   if (n == avail && call->trailers_ready) {
@@ -793,7 +827,30 @@ static int append_compressed(usc_h2_call_t *call, size_t len,
   usc_grpc_frame_header(frame, (uint32_t)zlen);
   frame[0] = 1; /* compressed */
   call->out_len += USC_GRPC_FRAME_HEADER_LEN + zlen;
+  call->conn->queued += USC_GRPC_FRAME_HEADER_LEN + zlen;
   return 0;
+}
+
+/* Whether the client reads too little for another message: the
+ * connection holds MAX_QUEUED_OUTPUT of unsent responses and this call
+ * some of them. A call with nothing waiting may always queue one, so that
+ * no response is refused for the others' backlog. */
+static bool output_full(const usc_h2_call_t *call, size_t len) {
+  return call->out_len > call->out_off &&
+         call->conn->queued + USC_GRPC_FRAME_HEADER_LEN + len >
+             MAX_QUEUED_OUTPUT;
+}
+
+/* Drops what nghttp2 has taken from the front of the output once that is
+ * at least as much as what is left, so that a stream that never quite
+ * catches up holds about its backlog rather than all it ever sent. */
+static void compact_output(usc_h2_call_t *call) {
+  size_t unsent = call->out_len - call->out_off;
+  if (call->out_off == 0 || call->out_off < unsent)
+    return;
+  memmove(call->out, call->out + call->out_off, unsent);
+  call->out_len = unsent;
+  call->out_off = 0;
 }
 
 int usc_h2_call_send_message(usc_h2_call_t *call, size_t len,
@@ -802,6 +859,9 @@ int usc_h2_call_send_message(usc_h2_call_t *call, size_t len,
     return USC_ERR_STATE;
   if (len > UINT32_MAX)
     return USC_ERR_TOO_LARGE;
+  if (output_full(call, len))
+    return USC_ERR_FULL;
+  compact_output(call);
   if (compress_message(call, len)) {
     int rc = append_compressed(call, len, pack, message);
     if (rc != 0)
@@ -825,6 +885,7 @@ int usc_h2_call_send_message(usc_h2_call_t *call, size_t len,
   usc_grpc_frame_header(frame, (uint32_t)len);
   pack(message, frame + USC_GRPC_FRAME_HEADER_LEN);
   call->out_len = need;
+  call->conn->queued += USC_GRPC_FRAME_HEADER_LEN + len;
   if (!call->headers_sent) {
     int rc = submit_headers_with_body(call);
     if (rc != 0)
@@ -1095,6 +1156,11 @@ static void half_close(usc_h2_call_t *call) {
 
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *f,
                          void *user) {
+  conn_t *c = user;
+  if (c->preface_due != 0) {
+    c->preface_due = 0;
+    conn_schedule(c);
+  }
   if (f->hd.type == NGHTTP2_PING) {
     on_ping(user, f);
     return 0;
@@ -1158,6 +1224,11 @@ static int deliver_message(void *user, bool compressed, const uint8_t *data,
   return call->finished ? 1 : 0;
 }
 
+static size_t max_buffered_input(const usc_h2_server_t *s) {
+  size_t four = 4 * s->config.max_recv_message_size;
+  return four > MIN_BUFFERED_INPUT ? four : MIN_BUFFERED_INPUT;
+}
+
 static int on_data_chunk(nghttp2_session *session, uint8_t flags,
                          int32_t stream_id, const uint8_t *data, size_t len,
                          void *user) {
@@ -1166,10 +1237,24 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
   usc_h2_call_t *call = stream_call(session, stream_id);
   if (call == NULL || call->finished || !call->started)
     return 0;
+  conn_t *c = call->conn;
+  size_t held = call->deframer.body_cap;
   uint64_t declared = 0;
   int rc = usc_grpc_deframer_feed(&call->deframer, data, len, deliver_message,
                                   call, &declared);
-  if (rc == USC_ERR_TOO_LARGE) {
+  c->buffered += call->deframer.body_cap - held;
+  if (rc == 0 && !call->finished &&
+      c->buffered > max_buffered_input(c->server)) {
+    /* Many streams each sending part of a large message: the one that
+     * went over lets its part go, and the others go on. */
+    char msg[160];
+    snprintf(msg, sizeof(msg),
+             "request messages held for this connection over %zu bytes",
+             max_buffered_input(c->server));
+    c->buffered -= call->deframer.body_cap;
+    usc_grpc_deframer_free(&call->deframer);
+    fail_call(call, USC_GRPC_RESOURCE_EXHAUSTED, msg);
+  } else if (rc == USC_ERR_TOO_LARGE) {
     char msg[160];
     snprintf(msg, sizeof(msg),
              "received message larger than max (%" PRIu64 " vs. %zu)", declared,
@@ -1185,6 +1270,14 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
 
 static int on_frame_send(nghttp2_session *session, const nghttp2_frame *f,
                          void *user) {
+  if (f->hd.type == NGHTTP2_GOAWAY &&
+      f->goaway.error_code != NGHTTP2_NO_ERROR) {
+    /* A verdict on the peer (nghttp2's own, such as the reset rate limit,
+     * keeps the connection while streams are open): it is cut off. */
+    conn_t *c = user;
+    c->close_written = true;
+    return 0;
+  }
   if (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) {
     /* Pings after a response are not abuse (ping policing). */
     conn_t *c = user;
@@ -1380,11 +1473,30 @@ static void refuse_connection(usc_h2_server_t *s) {
     s->open_handles++;
 }
 
+/* The connection accepted first of those that have not sent their
+ * preface yet and have nothing unread (a preface may be waiting behind
+ * a burst of new connections accepted in one go), or NULL. */
+static conn_t *oldest_without_preface(usc_h2_server_t *s) {
+  conn_t *c = s->conns; /* newest first */
+  while (c != NULL && c->next != NULL)
+    c = c->next;
+  for (; c != NULL; c = c->prev)
+    if (c->preface_due != 0 && !usc_net_input_waiting(&c->tcp))
+      return c;
+  return NULL;
+}
+
 static void accept_one(usc_h2_server_t *s) {
   if (s->config.max_connections != 0 &&
       s->n_conns >= s->config.max_connections) {
-    refuse_connection(s);
-    return;
+    /* Connections that never send a preface must not lock the others
+     * out: the oldest of them makes room. */
+    conn_t *idle = oldest_without_preface(s);
+    if (idle == NULL) {
+      refuse_connection(s);
+      return;
+    }
+    conn_close(idle);
   }
   conn_t *c = usc_calloc(1, sizeof(*c));
   if (c == NULL) {
@@ -1402,6 +1514,9 @@ static void accept_one(usc_h2_server_t *s) {
   s->conns = c;
   uint64_t now = uv_now(s->loop);
   c->last_read = c->idle_since = now;
+  c->preface_due = now + (s->config.handshake_timeout_ms != 0
+                              ? s->config.handshake_timeout_ms
+                              : DEFAULT_HANDSHAKE_TIMEOUT_MS);
   if (s->config.max_connection_age_ms != 0)
     c->age_due = now + jittered(s, s->config.max_connection_age_ms);
   if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp) != 0 ||
@@ -1446,6 +1561,13 @@ static int make_callbacks(usc_h2_server_t *s) {
   nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
   if (nghttp2_option_new(&s->option) != 0)
     return USC_ERR_NOMEM;
+  nghttp2_option *o = s->option;
+  size_t continuations = header_list_limit(s) / DEFAULT_FRAME_SIZE;
+  nghttp2_option_set_stream_reset_rate_limit(o, RESET_BURST, RESET_RATE_PER_S);
+  nghttp2_option_set_max_outbound_ack(o, MAX_OUTBOUND_ACK);
+  nghttp2_option_set_max_settings(o, MAX_SETTINGS_ENTRIES);
+  nghttp2_option_set_max_continuations(
+      o, continuations > MIN_CONTINUATIONS ? continuations : MIN_CONTINUATIONS);
   return 0;
 }
 

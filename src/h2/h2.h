@@ -53,11 +53,16 @@ typedef struct {
 } usc_h2_handler_t;
 
 /* Durations are in milliseconds of loop time. Every field added after
- * max_concurrent_streams keeps the transport's earlier behaviour at 0. */
+ * max_concurrent_streams keeps the transport's earlier behaviour at 0 (or
+ * false), but for defences against hostile peers, which are on unless
+ * set otherwise: the handshake timeout and the ping rule for connections
+ * without calls. */
 typedef struct {
   const usc_h2_handler_t *handler;
   void *user;
-  /* The largest request message, after decompression too. */
+  /* The largest request message, after decompression too. The calls of
+   * a connection hold at most max(4 x this, 1 MiB) of messages not yet
+   * whole; a call that goes over is answered RESOURCE_EXHAUSTED. */
   size_t max_recv_message_size;
   uint32_t max_concurrent_streams;
 
@@ -70,11 +75,16 @@ typedef struct {
    * compressed. 0: never compress. (Compressed requests are always
    * accepted.) */
   size_t gzip_min_response_size;
-  /* Open connections at most; more are accepted and closed at once.
-   * 0: no limit. */
+  /* Open connections at most; more are accepted and closed at once,
+   * unless one of those open has not sent its preface yet: the oldest of
+   * these is closed instead, to make room. 0: no limit. */
   size_t max_connections;
   /* SETTINGS_MAX_HEADER_LIST_SIZE, enforced (name + value + 32 per
-   * field, RFC 9113): a request over it is answered RESOURCE_EXHAUSTED.
+   * field, RFC 9113): a request over it is answered RESOURCE_EXHAUSTED on
+   * its stream. The connection itself gets GOAWAY and is closed when the
+   * header block comes in more CONTINUATION frames than such a list needs
+   * (max(8, limit / 16 KiB)) or has a field HPACK does not decode (a name
+   * or value over 64 KiB as encoded): the HPACK state is the connection's.
    * 0: 16384. */
   uint32_t max_header_list_size;
   /* A connection without calls for this long is drained (GOAWAY). 0: off. */
@@ -88,10 +98,12 @@ typedef struct {
    * 20000. */
   uint64_t keepalive_time_ms;
   uint64_t keepalive_timeout_ms;
-  /* Ping policing: a client PING sooner than this after the previous one,
-   * with no HEADERS or DATA sent in between, is a strike; the third
-   * strike gets GOAWAY ENHANCE_YOUR_CALM "too_many_pings" and the
-   * connection is closed. 0: no policing. */
+  /* Ping policing (gRFC A8): a client PING sooner than this after the
+   * previous one, with no HEADERS or DATA sent in between, is a strike;
+   * the third strike gets GOAWAY ENHANCE_YOUR_CALM "too_many_pings" and
+   * the connection is closed. While the connection has no calls, the
+   * interval is two hours (or this, if longer) unless
+   * keepalive_permit_without_calls. 0: no policing. */
   uint64_t keepalive_min_time_ms;
 
   /* TLS: with a context, every connection is TLS (ALPN h2; see
@@ -101,6 +113,10 @@ typedef struct {
    * closed (0: 10000). */
   usc_tls_ctx_t *tls;
   uint64_t tls_handshake_timeout_ms;
+  bool keepalive_permit_without_calls;
+  /* A connection whose preface (its first frame) has not come this long
+   * after it was accepted is closed. 0: 10000. */
+  uint64_t handshake_timeout_ms;
 } usc_h2_server_config_t;
 
 /* Creates a server on `loop`, listening on host:port (port 0: any free
@@ -164,8 +180,11 @@ int usc_h2_call_send_headers(usc_h2_call_t *call);
 
 /* Writes `len` bytes of message through `pack` (which must write exactly
  * `len` bytes into `out`), framed, into the call's output; they go out on
- * the next loop turn. Returns 0, USC_ERR_TOO_LARGE (len over 2^32-1) or
- * USC_ERR_NOMEM. */
+ * the next loop turn, as the client's flow-control windows let them.
+ * Returns 0, USC_ERR_FULL (the client does not read: its connection holds
+ * 4 MiB of responses not yet sent, some of them this call's; a call with
+ * nothing waiting is never refused), USC_ERR_TOO_LARGE (len over 2^32-1)
+ * or USC_ERR_NOMEM. */
 typedef void (*usc_h2_pack_fn)(const void *message, uint8_t *out);
 int usc_h2_call_send_message(usc_h2_call_t *call, size_t len,
                              usc_h2_pack_fn pack, const void *message);

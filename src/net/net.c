@@ -51,6 +51,14 @@ void usc_net_peername(const uv_tcp_t *tcp, char *out, size_t cap) {
   format_name(tcp, uv_tcp_getpeername, out, cap);
 }
 
+bool usc_net_input_waiting(const uv_tcp_t *tcp) {
+  uv_os_fd_t fd;
+  char byte;
+  if (uv_fileno((const uv_handle_t *)tcp, &fd) != 0)
+    return false;
+  return recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+}
+
 int usc_net_listen(uv_tcp_t *listener, const char *host, int port, int backlog,
                    uv_connection_cb on_connection, char *error,
                    size_t error_cap) {

@@ -29,6 +29,10 @@ void usc_net_format(const struct sockaddr *addr, char *out, size_t cap);
 void usc_net_sockname(const uv_tcp_t *tcp, char *out, size_t cap);
 void usc_net_peername(const uv_tcp_t *tcp, char *out, size_t cap);
 
+/* Whether bytes have come on `tcp` that nobody has read yet (a peek:
+ * they stay there); false for a closed or failed socket. */
+bool usc_net_input_waiting(const uv_tcp_t *tcp);
+
 /* Binds `listener` (an initialised handle) to host:port (see
  * usc_net_resolve; port 0 takes any free port) and listens with
  * `backlog`. Returns 0, or USC_ERR_IO with "cannot listen on host:port:

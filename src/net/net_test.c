@@ -350,6 +350,34 @@ static bool third_accepted(const fixture_t *fx) {
   return fx->accepted_open && fx->clients[2].connected;
 }
 
+static bool one_accepted(const fixture_t *fx) {
+  return fx->accepted_open && fx->clients[0].connected;
+}
+
+static bool input_came(const fixture_t *fx) {
+  return usc_net_input_waiting(&fx->accepted);
+}
+
+/* Bytes sent and not yet read are seen, and stay to be read. */
+static void test_input_waiting(void **state) {
+  (void)state;
+  fixture_t fx;
+  fixture_init(&fx);
+  char error[128] = "";
+  assert_int_equal(usc_net_listen(&fx.listener, "127.0.0.1", 0, 16,
+                                  on_connection, error, sizeof(error)),
+                   0);
+  connect_client(&fx, &fx.clients[0]);
+  run_until(&fx, one_accepted);
+  assert_false(usc_net_input_waiting(&fx.accepted));
+  uv_buf_t buf = uv_buf_init("x", 1);
+  assert_int_equal(uv_try_write((uv_stream_t *)&fx.clients[0].tcp, &buf, 1), 1);
+  run_until(&fx, input_came);
+  assert_true(usc_net_input_waiting(&fx.accepted));
+  assert_false(usc_net_input_waiting(&fx.listener));
+  fixture_done(&fx);
+}
+
 static void test_spare_refuses_and_listener_goes_on(void **state) {
   (void)state;
   fixture_t fx;
@@ -504,6 +532,7 @@ int main(void) {
       cmocka_unit_test(test_listen_refuses_bad_host),
       cmocka_unit_test(test_listen_port_in_use),
       cmocka_unit_test(test_names_of_unconnected_handle),
+      cmocka_unit_test(test_input_waiting),
       cmocka_unit_test(test_spare_refuses_and_listener_goes_on),
       cmocka_unit_test(test_spare_outlives_listener),
       cmocka_unit_test(test_batch_runs_each_once),

@@ -7,6 +7,7 @@
 #                                                  not in the default set:
 #                                                  native mode only)
 #   tls     tests/interop/python/test_tls.py      (--tls-cert, grpcio, ssl)
+#   hostile tests/interop/python/test_hostile.py  (attacks, raw frames)
 #   node    tests/interop/node/test.js            (@grpc/grpc-js)
 #   cpp     tests/interop/cpp/run.sh              (grpc++)
 # Each suite starts and stops its own sidecars and prints its own lines,
@@ -16,7 +17,7 @@
 # usage: tests/interop/run.sh [BINARY]     (default bazel-bin/src/uapi-sidecar)
 # Env:   USC_SIDECAR_WRAPPER  put in front of every sidecar command line,
 #                             e.g. "valgrind --leak-check=full --error-exitcode=99"
-#        USC_INTEROP_SUITES   the suites to run (default "python wire services transport access tls node cpp")
+#        USC_INTEROP_SUITES   the suites to run (default "python wire services transport access tls hostile node cpp")
 #        USC_INTEROP_MODE     native (default): each sidecar serves from its
 #                             native engine; pair: each "sidecar" is a pair
 #                             (tests/interop/pair.sh): the translation backend
@@ -96,7 +97,7 @@ run_suite() {
   total_passed=$((total_passed + p)) total_failed=$((total_failed + f))
 }
 
-for suite in ${USC_INTEROP_SUITES:-python wire services transport access tls node cpp}; do
+for suite in ${USC_INTEROP_SUITES:-python wire services transport access tls hostile node cpp}; do
   case $suite in
     python) run_suite python /usr/bin/python3 tests/interop/python/test_interop.py ;;
     wire) run_suite wire /usr/bin/python3 tests/interop/python/test_wire.py ;;
@@ -105,6 +106,7 @@ for suite in ${USC_INTEROP_SUITES:-python wire services transport access tls nod
     access) run_suite access /usr/bin/python3 tests/interop/python/test_access.py ;;
     persist) run_suite persist /usr/bin/python3 tests/interop/python/test_persist.py ;;
     tls) run_suite tls /usr/bin/python3 tests/interop/python/test_tls.py ;;
+    hostile) run_suite hostile /usr/bin/python3 tests/interop/python/test_hostile.py ;;
     node) run_suite node tests/interop/node/run.sh ;;
     cpp) run_suite cpp tests/interop/cpp/run.sh "$bin" ;;
     *) echo "unknown suite $suite"; total_failed=$((total_failed + 1)) ;;
