@@ -480,7 +480,7 @@ static void on_cancel(void *user, usc_h2_call_t *call, usc_grpc_status_t why) {
     poller_unwatch(rpc);
   if (rpc->in_streams)
     stream_unlink(rpc);
-  uapi_cancel(rpc);
+  uapi_cancel(rpc, why);
   rpc_log(rpc, why);
   rpc_release(rpc);
 }

@@ -145,9 +145,10 @@ void serve_native(rpc_t *rpc, const ProtobufCMessage *msg);
 
 /* The translation backend (uapi.c): serves the decoded request `msg`
  * (in rpc->arena) through the upstream, or natively when the auto backend
- * decides so; cancel stops what is in flight. */
+ * decides so; cancel stops what is in flight, `why` being the transport's
+ * reason (on_cancel of src/h2/h2.h). */
 void uapi_serve(rpc_t *rpc, const ProtobufCMessage *msg);
-void uapi_cancel(rpc_t *rpc);
+void uapi_cancel(rpc_t *rpc, usc_grpc_status_t why);
 
 /* Copies what the upstream answered for `msg` into the engine. */
 void mirror_answer(usc_dispatch_t *d, const method_t *m,
