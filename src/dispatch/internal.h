@@ -140,6 +140,11 @@ static inline const char *rpc_identity(const rpc_t *rpc) {
 /* A native WatchPhoneCalls leaves the engine and the watches list. */
 void watch_unlink(rpc_t *rpc);
 
+/* The auto backend's fallback for a WatchPhoneCalls whose upstream cannot
+ * be reached: the native engine serves the decoded request `msg` for the
+ * rest of the stream. */
+void watch_natively(rpc_t *rpc, const ProtobufCMessage *msg);
+
 /* Serves a decoded request from the native engine. */
 void serve_native(rpc_t *rpc, const ProtobufCMessage *msg);
 

@@ -2083,6 +2083,41 @@ class AutoTests(Base):
                 up.reset()
                 up.handler = lambda req: json_answer(collection(), delay=5)
 
+    def _watch_backend(self, stub, extension):
+        """A Watch stream, and who answered it (its response headers)."""
+        call = stub.WatchPhoneCalls(request("WatchPhoneCalls",
+                                            extension=extension),
+                                    timeout=5.0 * SLOW)
+        self.addCleanup(call.cancel)
+        return call, metadata_values(call.initial_metadata(),
+                                     "x-uapi-backend")
+
+    def test_watch_falls_back_when_the_upstream_is_down(self):
+        """A Watch is an RPC like the others: refused at its first poll, or
+        with the breaker open, it is served by the native engine instead
+        of waiting (headers held back) for a poll that succeeds."""
+        srv = start_sidecar(self, "--backend", "auto", "--uapi-url",
+                            "http://127.0.0.1:%d" % free_port(),
+                            *NO_BREAKER)
+        stub = self._stub(srv.address)
+        call, backend = self._watch_backend(stub, "0003*260")
+        self.assertEqual(backend, ["native"])
+        made, rpc_call = self.call(
+            "CreateSimplePhoneCall", stub=stub, extension="0003*260",
+            source=["0003*260"], destination=["0003*261"])
+        self.assert_backend(rpc_call, "native")
+        event = next(call)
+        self.assertEqual((event.type, event.phone_call.id),
+                         (Event.CREATED, made.phone_calls[0].id))
+        # The breaker open: no poll at all.
+        up, stub = self._auto_503(1, 60000)
+        self.assertEqual(self._list_backend(stub), "uapi")
+        n = len(up.snapshot())
+        _, backend = self._watch_backend(stub, "0003*262")
+        self.assertEqual(backend, ["native"])
+        time.sleep(0.3)
+        self.assertEqual(len(up.snapshot()), n)
+
     def _auto_503(self, failures, open_ms):
         up = start_standin(self)
         up.handler = lambda req: error_answer(503, "service_unavailable",
