@@ -245,6 +245,19 @@ static void handle_watch(rpc_t *rpc, const void *msg) {
   rpc_open_stream(rpc);
 }
 
+void watch_natively(rpc_t *rpc, const ProtobufCMessage *msg) {
+  usc_metrics_fallback(rpc->dispatch->config.metrics);
+  rpc->backend = "native";
+  handle_watch(rpc, msg);
+}
+
+/* In the auto backend, a Watch goes upstream only while the circuit is
+ * closed, like the other RPCs. */
+static bool watch_upstream(const usc_dispatch_t *d) {
+  return d->config.backend != USC_BACKEND_AUTO ||
+         d->breaker.state == BREAKER_CLOSED;
+}
+
 void usc_dispatch_end_streams(usc_dispatch_t *d) {
   while (d->watches != NULL) {
     rpc_t *rpc = d->watches;
@@ -316,7 +329,11 @@ static void run(rpc_t *rpc) {
   } else if (rpc->method->kind == KIND_WATCH && native) {
     handle_watch(rpc, msg);
     arena_reset(arena);
+  } else if (rpc->method->kind == KIND_WATCH && !watch_upstream(d)) {
+    watch_natively(rpc, msg);
+    arena_reset(arena);
   } else if (rpc->method->kind == KIND_WATCH) {
+    rpc->msg = msg;
     poller_watch(rpc, msg);
   } else if (native) {
     serve_native(rpc, msg);
@@ -480,7 +497,7 @@ static void on_cancel(void *user, usc_h2_call_t *call, usc_grpc_status_t why) {
     poller_unwatch(rpc);
   if (rpc->in_streams)
     stream_unlink(rpc);
-  uapi_cancel(rpc);
+  uapi_cancel(rpc, why);
   rpc_log(rpc, why);
   rpc_release(rpc);
 }

@@ -140,14 +140,20 @@ static inline const char *rpc_identity(const rpc_t *rpc) {
 /* A native WatchPhoneCalls leaves the engine and the watches list. */
 void watch_unlink(rpc_t *rpc);
 
+/* The auto backend's fallback for a WatchPhoneCalls whose upstream cannot
+ * be reached: the native engine serves the decoded request `msg` for the
+ * rest of the stream. */
+void watch_natively(rpc_t *rpc, const ProtobufCMessage *msg);
+
 /* Serves a decoded request from the native engine. */
 void serve_native(rpc_t *rpc, const ProtobufCMessage *msg);
 
 /* The translation backend (uapi.c): serves the decoded request `msg`
  * (in rpc->arena) through the upstream, or natively when the auto backend
- * decides so; cancel stops what is in flight. */
+ * decides so; cancel stops what is in flight, `why` being the transport's
+ * reason (on_cancel of src/h2/h2.h). */
 void uapi_serve(rpc_t *rpc, const ProtobufCMessage *msg);
-void uapi_cancel(rpc_t *rpc);
+void uapi_cancel(rpc_t *rpc, usc_grpc_status_t why);
 
 /* Copies what the upstream answered for `msg` into the engine. */
 void mirror_answer(usc_dispatch_t *d, const method_t *m,

@@ -209,6 +209,17 @@ static void take_answer(poller_t *p, const usc_upstream_result_t *r) {
   p->n_seen = n_now;
 }
 
+/* The auto backend: watchers still waiting for the first answer of an
+ * upstream that cannot be reached go to the native engine. The last one
+ * leaving stops the poller. */
+static void watchers_to_native(poller_t *p) {
+  while (p->watchers != NULL) {
+    rpc_t *w = p->watchers;
+    poller_unwatch(w);
+    watch_natively(w, w->msg);
+  }
+}
+
 static void on_polled(void *user, const usc_upstream_result_t *r) {
   poller_t *p = user;
   p->request = NULL;
@@ -216,6 +227,11 @@ static void on_polled(void *user, const usc_upstream_result_t *r) {
     health_upstream(p->dispatch, false);
   else if (r->error == USC_UPSTREAM_OK)
     health_upstream(p->dispatch, true);
+  if (r->error == USC_UPSTREAM_CONNECT_FAILED && !p->has_baseline &&
+      p->dispatch->config.backend == USC_BACKEND_AUTO) {
+    watchers_to_native(p);
+    return;
+  }
   if (r->error == USC_UPSTREAM_OK)
     take_answer(p, r);
   arena_reset(&p->arena);

@@ -11,6 +11,9 @@
 
 #define MAX_HEADERS 8
 #define FORWARDED_NAMES 3
+/* A client gives up at its deadline by resetting the stream, which may
+ * reach us a moment before our own deadline timer fires. */
+#define DEADLINE_MARGIN_MS 50
 
 static const char *const forwarded[FORWARDED_NAMES] = {
     "traceparent",
@@ -289,7 +292,18 @@ void uapi_serve(rpc_t *rpc, const ProtobufCMessage *msg) {
   authorize_and_send(rpc);
 }
 
-void uapi_cancel(rpc_t *rpc) {
+static bool at_deadline(const rpc_t *rpc, usc_grpc_status_t why) {
+  uint64_t deadline = usc_h2_call_deadline(rpc->call);
+  return why == USC_GRPC_DEADLINE_EXCEEDED ||
+         (why == USC_GRPC_CANCELLED && deadline != 0 &&
+          loop_now(rpc) + DEADLINE_MARGIN_MS >= deadline);
+}
+
+void uapi_cancel(rpc_t *rpc, usc_grpc_status_t why) {
+  /* The deadline passed with the request out: a timeout, whether the
+   * upstream client, our deadline timer or the client noticed it first,
+   * and it counts towards the breaker as such. */
+  bool timed_out = rpc->upstream != NULL && at_deadline(rpc, why);
   if (rpc->upstream != NULL) {
     usc_upstream_cancel(rpc->upstream);
     rpc->upstream = NULL;
@@ -299,6 +313,6 @@ void uapi_cancel(rpc_t *rpc) {
     rpc->waiting_creds = false;
   }
   /* A probe that never finished must not leave the circuit half-open. */
-  if (rpc->probe)
+  if (rpc->probe || timed_out)
     record(rpc, false);
 }

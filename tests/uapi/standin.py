@@ -25,6 +25,10 @@ the same port.
 FakeUapi is a small stateful UAPI (create, list, get, actions, hang-up)
 usable as a handler where a test needs an upstream that behaves, rather
 than canned answers.
+
+Run as a program (`standin.py --port P`, serve_main), it is a stand-in of
+its own process that a test can kill for real and start again on the same
+port, its answers switched by commands on stdin.
 """
 
 import http.server
@@ -40,7 +44,7 @@ import time
 import urllib.parse
 
 __all__ = ["Answer", "FakeUapi", "Request", "StandIn", "error_answer",
-           "json_answer", "text_answer", "free_port"]
+           "json_answer", "text_answer", "free_port", "seeded_id"]
 
 REASONS = {
     200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
@@ -125,13 +129,15 @@ class Answer:
     reset: like no_answer, with a TCP reset instead of a FIN;
     content_length: a Content-Length to claim instead of the real one
         (-1: none, with close=True for a close-delimited body);
-    close: close the connection (FIN) once the answer is written.
+    close: close the connection (FIN) once the answer is written;
+    raw: bytes written as they are instead of an HTTP answer (anything
+        else is ignored but the delay), then the connection is closed.
     """
 
     def __init__(self, status=200, body=b"", headers=(), content_type=None,
                  delay=0.0, release=None, chunked=False, cut_at=None,
                  no_answer=False, reset=False, content_length=None,
-                 close=False):
+                 close=False, raw=None):
         if isinstance(body, str):
             body = body.encode("utf-8")
         self.status = status
@@ -146,6 +152,7 @@ class Answer:
         self.reset = reset
         self.content_length = content_length
         self.close = close
+        self.raw = raw
 
 
 def json_answer(value, status=200, **kw):
@@ -261,6 +268,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return
         if a.reset:
             self._rst()
+            return
+        if a.raw is not None:
+            self.close_connection = True
+            self.wfile.write(a.raw)
+            self.wfile.flush()
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             return
         if a.no_answer:
             self.close_connection = True
@@ -589,3 +605,98 @@ def write_file_atomically(path, text):
     with open(tmp, "w") as f:
         f.write(text)
     os.rename(tmp, path)
+
+
+# ---- a stand-in of its own process ----------------------------------------
+
+GARBAGE_JSON = "<html><body>502 Bad Gateway (but said with 200)</body></html>"
+# A TLS ClientHello's first bytes, then noise: nothing an HTTP client can
+# take for a status line.
+GARBAGE_BYTES = (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+                 b" not HTTP \xff\x00\r\n\r\n")
+
+
+def seeded_fake(n_calls, extension="0003*210"):
+    """A FakeUapi holding `n_calls` calls with fixed ids (seeded_id(i)), so
+    that a stand-in started again after a crash knows the same calls."""
+    fake = FakeUapi()
+    for i in range(n_calls):
+        fake.add(extension, "0003*2%02d" % (50 + i), call_id=seeded_id(i))
+    return fake
+
+
+def seeded_id(i):
+    return "5eed%016x" % i
+
+
+class _Modes:
+    """What the stand-in process answers, switched by commands on stdin:
+    healthy [delay], slow <delay>, garbage-json, garbage-bytes."""
+
+    def __init__(self, fake):
+        self.fake = fake
+        self.mode = "healthy"
+        self.delay = 0.0
+
+    def set(self, words):
+        mode = words[0]
+        if mode not in ("healthy", "slow", "garbage-json", "garbage-bytes"):
+            raise ValueError("unknown mode %r" % mode)
+        self.delay = float(words[1]) if len(words) > 1 else 0.0
+        self.mode = mode
+
+    def __call__(self, req):
+        mode, delay = self.mode, self.delay
+        if mode == "garbage-json":
+            return text_answer(200, GARBAGE_JSON, "text/html", delay=delay)
+        if mode == "garbage-bytes":
+            return Answer(raw=GARBAGE_BYTES, delay=delay)
+        answer = self.fake(req)
+        answer.delay = delay
+        return answer
+
+
+def serve_main(argv=None):
+    """`standin.py --port P --calls N`: a stand-in UAPI (a seeded FakeUapi)
+    in a process of its own, so that a test can kill it for real (SIGKILL)
+    and start another on the same port. Prints "listening <port>", then
+    reads one command a line on stdin ("healthy [delay]", "slow <delay>",
+    "garbage-json", "garbage-bytes") and answers each with a line
+    "ok ..." or "error ...". Exits when stdin closes or after
+    --max-seconds."""
+    import argparse
+    import sys
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--calls", type=int, default=8)
+    parser.add_argument("--max-seconds", type=float, default=3600)
+    args = parser.parse_args(argv)
+    timer = threading.Timer(args.max_seconds, os._exit, (3,))
+    timer.daemon = True
+    timer.start()
+    standin = StandIn()
+    modes = _Modes(seeded_fake(args.calls))
+    standin.handler = modes
+    standin.start(args.port)
+
+    def forget():  # a long soak must not keep every request
+        while True:
+            time.sleep(1.0)
+            with standin._lock:
+                del standin.requests[:-100]
+    threading.Thread(target=forget, daemon=True).start()
+    print("listening %d" % standin.port, flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if not words:
+            continue
+        try:
+            modes.set(words)
+            print("ok " + " ".join(words), flush=True)
+        except (ValueError, IndexError) as err:
+            print("error %s" % err, flush=True)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    serve_main()

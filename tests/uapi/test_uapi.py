@@ -240,10 +240,13 @@ def collection(*calls, **extra):
     return body
 
 
-def raw_unary(address, method, message, metadata=(), timeout=RPC_TIMEOUT):
+def raw_unary(address, method, message, metadata=(), timeout=RPC_TIMEOUT,
+              grpc_timeout=None):
     """One unary call over a bare HTTP/2 connection (python3-h2); returns
     (headers, trailers) as lists of (name, value) strings, so that every
-    header the sidecar sent is visible (grpcio keeps some to itself)."""
+    header the sidecar sent is visible (grpcio keeps some to itself).
+    grpc_timeout (seconds, default `timeout`) is the deadline sent; the
+    client itself never gives up before `timeout`."""
     import h2.config
     import h2.connection
     import h2.events
@@ -258,7 +261,8 @@ def raw_unary(address, method, message, metadata=(), timeout=RPC_TIMEOUT):
             (":method", "POST"), (":scheme", "http"),
             (":path", "/%s/%s" % (common.SERVICE, method)),
             (":authority", address), ("content-type", "application/grpc"),
-            ("te", "trailers"), ("grpc-timeout", "%dm" % (timeout * 1000))]
+            ("te", "trailers"),
+            ("grpc-timeout", "%dm" % ((grpc_timeout or timeout) * 1000))]
             + list(metadata))
         data = message.SerializeToString()
         conn.send_data(sid, struct.pack(">BI", 0, len(data)) + data,
@@ -2044,6 +2048,75 @@ class AutoTests(Base):
                               phone_call_id=gone["id"])
                 self.assert_error(cm.exception, Code.NOT_FOUND,
                                   "pc_phoncall_invalid")
+
+    def test_timeouts_at_the_deadline_open_the_breaker(self):
+        """A slow upstream: each RPC ends at its deadline, noticed first by
+        the sidecar's own timer or by the client resetting the stream (as
+        grpcio does when its deadline passes). Either way it is a timeout
+        after the request was sent, and counts towards the breaker."""
+        up = start_standin(self)
+        up.handler = lambda req: json_answer(collection(), delay=5)
+        for who in ("sidecar", "client"):
+            with self.subTest(noticed_by=who):
+                srv = start_sidecar(self, "--backend", "auto", "--uapi-url",
+                                    up.url, "--breaker-failures", "2",
+                                    "--breaker-open-ms", "60000")
+                stub = self._stub(srv.address)
+                for _ in range(2):
+                    if who == "sidecar":
+                        _, trailers = raw_unary(
+                            srv.address, "ListPhoneCalls",
+                            request("ListPhoneCalls", extension="0003*210"),
+                            timeout=3.0 * SLOW, grpc_timeout=0.3)
+                        self.assertIn(("grpc-status", "4"), trailers)
+                    else:
+                        with self.assertRaises(grpc.RpcError) as cm:
+                            self.call("ListPhoneCalls", stub=stub,
+                                      timeout=0.3, extension="0003*210")
+                        self.assertEqual(cm.exception.code(),
+                                         Code.DEADLINE_EXCEEDED)
+                n = len(up.snapshot())
+                _, rpc_call = self.call("ListPhoneCalls", stub=stub,
+                                        extension="0003*210")
+                self.assert_backend(rpc_call, "native")
+                self.assertEqual(len(up.snapshot()), n)
+                up.reset()
+                up.handler = lambda req: json_answer(collection(), delay=5)
+
+    def _watch_backend(self, stub, extension):
+        """A Watch stream, and who answered it (its response headers)."""
+        call = stub.WatchPhoneCalls(request("WatchPhoneCalls",
+                                            extension=extension),
+                                    timeout=5.0 * SLOW)
+        self.addCleanup(call.cancel)
+        return call, metadata_values(call.initial_metadata(),
+                                     "x-uapi-backend")
+
+    def test_watch_falls_back_when_the_upstream_is_down(self):
+        """A Watch is an RPC like the others: refused at its first poll, or
+        with the breaker open, it is served by the native engine instead
+        of waiting (headers held back) for a poll that succeeds."""
+        srv = start_sidecar(self, "--backend", "auto", "--uapi-url",
+                            "http://127.0.0.1:%d" % free_port(),
+                            *NO_BREAKER)
+        stub = self._stub(srv.address)
+        call, backend = self._watch_backend(stub, "0003*260")
+        self.assertEqual(backend, ["native"])
+        made, rpc_call = self.call(
+            "CreateSimplePhoneCall", stub=stub, extension="0003*260",
+            source=["0003*260"], destination=["0003*261"])
+        self.assert_backend(rpc_call, "native")
+        event = next(call)
+        self.assertEqual((event.type, event.phone_call.id),
+                         (Event.CREATED, made.phone_calls[0].id))
+        # The breaker open: no poll at all.
+        up, stub = self._auto_503(1, 60000)
+        self.assertEqual(self._list_backend(stub), "uapi")
+        n = len(up.snapshot())
+        _, backend = self._watch_backend(stub, "0003*262")
+        self.assertEqual(backend, ["native"])
+        time.sleep(0.3)
+        self.assertEqual(len(up.snapshot()), n)
 
     def _auto_503(self, failures, open_ms):
         up = start_standin(self)
