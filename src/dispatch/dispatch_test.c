@@ -523,7 +523,7 @@ static void test_unknown_service(void **state) {
 
 static void test_malformed_path(void **state) {
   env_t *e = *state;
-  static const char *const paths[] = {"", "/", "GetPhoneCall", "/" SERVICE,
+  static const char *const paths[] = {"", "/", "GetPhoneCall", ("/" SERVICE),
                                       "noslash.Service/Method"};
   for (size_t i = 0; i < USC_ARRAY_LEN(paths); i++) {
     usc_h2_call_t *c = start_path(e, paths[i]);

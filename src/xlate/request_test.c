@@ -464,18 +464,18 @@ static void test_hostile_addresses(void **state) {
 static void test_good_addresses(void **state) {
   (void)state;
   static const char *const users[] = {"",   "@me",  "@viewer", "@owner",
-                                      "12", "AbC9", USER65 + 1};
+                                      "12", "AbC9", &USER65[1]};
   static const char *const exts[] = {"@self", "0003*210", "210", "*1",
-                                     EXT33 + 1};
+                                     &EXT33[1]};
   for (size_t u = 0; u < USC_ARRAY_LEN(users); u++) {
     for (size_t e = 0; e < USC_ARRAY_LEN(exts); e++) {
       ProtobufCMessage *m = t_request(&arena, USC_XLATE_GET);
       t_set(m, "user_id", users[u]);
       t_set(m, "extension", exts[e]);
-      t_set(m, "phone_call_id", ID65 + 1);
+      t_set(m, "phone_call_id", &ID65[1]);
       char target[256];
       snprintf(target, sizeof(target), "/uapi/phoneCalls/%s/%s/%s",
-               users[u][0] ? users[u] : "@me", exts[e], ID65 + 1);
+               users[u][0] ? users[u] : "@me", exts[e], &ID65[1]);
       expect(USC_XLATE_GET, m, "GET", target, NULL);
     }
   }
