@@ -278,6 +278,7 @@ void fuzz_loop_finish(uv_loop_t *loop) {
 bool fuzz_json_valid(const char *text, size_t len) {
   json_tokener *tok = json_tokener_new();
   FUZZ_CHECK(tok != NULL);
+  json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
   json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
   bool ok = obj != NULL &&
             json_tokener_get_error(tok) == json_tokener_success &&

@@ -71,7 +71,7 @@ usc_state_t *fuzz_engine_new(void);
  * does not close (a handle left open). */
 void fuzz_loop_finish(uv_loop_t *loop);
 
-/* A JSON text json-c accepts as a whole. */
+/* A JSON text json-c accepts as a whole, strictly, and in UTF-8. */
 bool fuzz_json_valid(const char *text, size_t len);
 
 #endif
