@@ -1,10 +1,12 @@
 # uapi-sidecar: the two commands a user needs.
 #   make run   installs what is missing, builds, serves on 127.0.0.1:50051
 #   make test  the same set-up, then every test; ends "N passed, N failed"
+#   make fuzz  each fuzz target for FUZZ_SECONDS (fuzz/run.sh)
 
 SHELL := /bin/bash
 LISTEN ?= 127.0.0.1:50051
 BAZEL ?= bazel
+FUZZ_SECONDS ?= 60
 
 # Debian packages: what building the binary needs (the container image
 # installs exactly these), and what the tests and examples add.
@@ -15,13 +17,13 @@ BUILD_PACKAGES := bazel-bootstrap gcc g++ make libnghttp2-dev libuv1-dev \
 TEST_PACKAGES := libcmocka-dev libgrpc++-dev protobuf-compiler-grpc \
 	python3-grpcio python3-h2 valgrind clang-format golang-go \
 	golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go \
-	protoc-gen-go-grpc openssl
+	protoc-gen-go-grpc openssl clang-14 lld-14 libclang-rt-14-dev
 PACKAGES := $(BUILD_PACKAGES) $(TEST_PACKAGES)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NODE_DIR := tests/interop/node
 
-.PHONY: run test build deps node-deps format clean bench
+.PHONY: run test build deps node-deps format clean bench fuzz
 
 run: deps build
 	@echo "uapi-sidecar: serving PhoneCallService (native backend) on $(LISTEN); Ctrl-C stops it"
@@ -58,3 +60,9 @@ clean:
 # server and nghttpd; writes bench/RESULTS.md (bench/run.sh).
 bench: deps build
 	bench/run.sh
+
+# Not part of make test (which runs each target for seconds): every fuzz
+# target for FUZZ_SECONDS, one after the other (fuzz/run.sh; FUZZ_TARGETS
+# picks some). Findings go to build/fuzz/artifacts/.
+fuzz: deps
+	fuzz/run.sh fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)

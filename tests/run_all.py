@@ -5,8 +5,9 @@
 Steps: the cmocka unit tests (plain and under ASan+UBSan), then the interop
 suites, the --state-file suite and the translation backend's suite against
 the real binary, the interop suites again with the translation backend in
-front of a second sidecar's REST facade, and the Python suites against the
-sanitizer build so that leaks and memory errors in the server fail them.
+front of a second sidecar's REST facade, the Python suites against the
+sanitizer build so that leaks and memory errors in the server fail them,
+and a few seconds of each fuzz target.
 """
 import glob
 import os
@@ -107,6 +108,9 @@ def main():
                         suite(["tests/interop/run.sh", asan], env)))
         results.append(("translation backend on the sanitizer build",
                         suite(["tests/uapi/run.sh", asan], env)))
+    # One passed per fuzz target that stays clean from its seeds for these
+    # seconds, one failed per target that finds something.
+    results.append(("fuzz smoke", suite(["fuzz/run.sh", "smoke", "5"])))
     print()
     for name, (p, f) in results:
         print(f"  {name}: {p} passed, {f} failed")

@@ -304,6 +304,23 @@ void serve_native(rpc_t *rpc, const ProtobufCMessage *msg) {
   arena_reset(&d->arena);
 }
 
+ProtobufCMessage *request_decode(const ProtobufCMessageDescriptor *type,
+                                 arena_t *arena, const uint8_t *data,
+                                 size_t len, const char **why) {
+  ProtobufCMessage *msg =
+      protobuf_c_message_unpack(type, &arena->allocator, len, data);
+  if (msg == NULL)
+    *why = "grpc: error unmarshalling request: the bytes are not a valid "
+           "message of the method's type";
+  else if (!usc_xlate_message_utf8_ok(msg))
+    *why = "grpc: error unmarshalling request: string field contains "
+           "invalid UTF-8";
+  else
+    return msg;
+  arena_reset(arena);
+  return NULL;
+}
+
 /* A request served at once is decoded into the shared arena; one that
  * waits for the upstream, into its own. */
 static void run(rpc_t *rpc) {
@@ -314,14 +331,12 @@ static void run(rpc_t *rpc) {
   }
   bool native = d->config.backend == USC_BACKEND_NATIVE;
   arena_t *arena = native ? &d->arena : &rpc->arena;
-  ProtobufCMessage *msg = protobuf_c_message_unpack(
-      rpc->method->request, &arena->allocator, rpc->request_len, rpc->request);
+  const char *why;
+  ProtobufCMessage *msg = request_decode(rpc->method->request, arena,
+                                         rpc->request, rpc->request_len, &why);
   outcome_t refused;
   if (msg == NULL) {
-    arena_reset(arena);
-    rpc_finish(rpc, USC_GRPC_INTERNAL, NULL,
-               "grpc: error unmarshalling request: the bytes are not a "
-               "valid message of the method's type");
+    rpc_finish(rpc, USC_GRPC_INTERNAL, NULL, why);
   } else if (rpc->grant != NULL &&
              !authorize(&d->fields, rpc->method, msg, rpc->grant, &refused)) {
     arena_reset(arena);

@@ -178,4 +178,13 @@ void pollers_close(usc_dispatch_t *d);
 
 int64_t dispatch_now_ns(const usc_dispatch_t *d);
 
+/* Decodes a request message into `arena`, refusing what gRPC's own
+ * implementations refuse: bytes that are not a message of `type`, and a
+ * string field that is not UTF-8 (proto3 requires it; protobuf-c does not
+ * check). NULL when refused, with the arena reset and *why the status
+ * message ("grpc: error unmarshalling request: ...", static). */
+ProtobufCMessage *request_decode(const ProtobufCMessageDescriptor *type,
+                                 arena_t *arena, const uint8_t *data,
+                                 size_t len, const char **why);
+
 #endif

@@ -208,13 +208,11 @@ static void health_list(rpc_t *rpc) {
 
 void services_run(rpc_t *rpc, const uint8_t *request, size_t len) {
   usc_dispatch_t *d = rpc->dispatch;
-  ProtobufCMessage *msg = protobuf_c_message_unpack(
-      rpc->method->request, &d->arena.allocator, len, request);
+  const char *why;
+  ProtobufCMessage *msg =
+      request_decode(rpc->method->request, &d->arena, request, len, &why);
   if (msg == NULL) {
-    arena_reset(&d->arena);
-    rpc_finish(rpc, USC_GRPC_INTERNAL, NULL,
-               "grpc: error unmarshalling request: the bytes are not a "
-               "valid message of the method's type");
+    rpc_finish(rpc, USC_GRPC_INTERNAL, NULL, why);
     return;
   }
   switch (rpc->method->kind) {
@@ -393,14 +391,12 @@ static bool answer(arena_t *arena, const refl_req_t *req, refl_resp_t *resp) {
 
 void reflection_message(rpc_t *rpc, const uint8_t *request, size_t len) {
   arena_t *arena = &rpc->dispatch->arena;
-  refl_req_t *req = (refl_req_t *)protobuf_c_message_unpack(
-      rpc->method->request, &arena->allocator, len, request);
+  const char *why;
+  refl_req_t *req = (refl_req_t *)request_decode(rpc->method->request, arena,
+                                                 request, len, &why);
   if (req == NULL) {
-    arena_reset(arena);
     stream_unlink(rpc);
-    rpc_finish(rpc, USC_GRPC_INTERNAL, NULL,
-               "grpc: error unmarshalling request: the bytes are not a "
-               "valid ServerReflectionRequest");
+    rpc_finish(rpc, USC_GRPC_INTERNAL, NULL, why);
     return;
   }
   refl_resp_t resp = GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__INIT;

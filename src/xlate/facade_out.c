@@ -113,7 +113,8 @@ int usc_xlate_facade_answer(usc_xlate_rpc_t rpc,
   const usc_xlate_rpc_info_t *info = usc_xlate_rpc_info(rpc);
   *out = (usc_xlate_reply_t){0};
   if (info == NULL || response == NULL ||
-      response->descriptor != info->response)
+      response->descriptor != info->response ||
+      !usc_xlate_message_utf8_ok(response))
     return USC_ERR_INVALID;
   switch (xl_kind(rpc)) {
   case XL_KIND_LIST:

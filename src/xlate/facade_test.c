@@ -605,6 +605,34 @@ static void test_answer_refused(void **state) {
   usc_xlate_reply_free(&r);
 }
 
+/* JSON text is UTF-8: a string that is not (which protobuf-c lets through
+ * when unpacking) cannot be written, wherever it sits in the message. */
+static void test_answer_not_utf8(void **state) {
+  (void)state;
+  usc_xlate_reply_t r;
+  call_t *c = full_call();
+  assert_true(usc_xlate_message_utf8_ok(&c->base));
+  c->phone_call_views[0]->destination[0] = "0003*21\xc6";
+  assert_false(usc_xlate_message_utf8_ok(&c->base));
+  assert_int_equal(usc_xlate_facade_answer(USC_XLATE_PARK, &c->base, &r),
+                   USC_ERR_INVALID);
+  assert_null(r.body);
+  Uapi__Phonecalls__V1__ListPhoneCallsResponse *l =
+      (Uapi__Phonecalls__V1__ListPhoneCallsResponse *)t_new(
+          &arena, &uapi__phonecalls__v1__list_phone_calls_response__descriptor);
+  l->phone_calls = &c;
+  l->n_phone_calls = 1;
+  assert_int_equal(usc_xlate_facade_answer(USC_XLATE_LIST, &l->base, &r),
+                   USC_ERR_INVALID);
+  c->phone_call_views[0]->destination[0] = "3334444";
+  c->owner_name = "\xed\xa0\x80"; /* a surrogate */
+  assert_int_equal(usc_xlate_facade_answer(USC_XLATE_PARK, &c->base, &r),
+                   USC_ERR_INVALID);
+  c->owner_name = "Societ\xc3\xa9 \xf0\x9f\x93\x9e";
+  assert_int_equal(usc_xlate_facade_answer(USC_XLATE_PARK, &c->base, &r), 0);
+  usc_xlate_reply_free(&r);
+}
+
 /* ---- errors ---- */
 
 static void error_reply(usc_xlate_rpc_t rpc, usc_grpc_status_t status,
@@ -769,6 +797,7 @@ int main(void) {
       T(test_answer_list_get),
       T(test_answer_create_hangup),
       T(test_answer_refused),
+      T(test_answer_not_utf8),
       T(test_errors),
       T(test_parse_error_renders),
       T(test_alloc_failure),

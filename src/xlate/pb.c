@@ -75,6 +75,49 @@ bool xl_pb_has(const ProtobufCMessage *m, const char *name) {
                           m->descriptor, name) != NULL;
 }
 
+/* ---- UTF-8 ---- */
+
+/* The fields of a oneof share their storage: only the one set is read. */
+static bool field_present(const ProtobufCMessage *m,
+                          const ProtobufCFieldDescriptor *f) {
+  return !(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) ||
+         *(const uint32_t *)((const char *)m + f->quantifier_offset) == f->id;
+}
+
+static bool value_utf8_ok(const ProtobufCFieldDescriptor *f, const void *v) {
+  if (f->type == PROTOBUF_C_TYPE_STRING) {
+    const char *s = *(char *const *)v;
+    return s == NULL || xl_utf8_ok(s, strlen(s));
+  }
+  if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+    const ProtobufCMessage *sub = *(ProtobufCMessage *const *)v;
+    return sub == NULL || usc_xlate_message_utf8_ok(sub);
+  }
+  return true;
+}
+
+bool usc_xlate_message_utf8_ok(const ProtobufCMessage *message) {
+  const ProtobufCMessageDescriptor *d = message->descriptor;
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &d->fields[i];
+    if (!field_present(message, f))
+      continue;
+    const char *at = (const char *)message + f->offset;
+    if (f->label != PROTOBUF_C_LABEL_REPEATED) {
+      if (!value_utf8_ok(f, at))
+        return false;
+      continue;
+    }
+    size_t n = *(const size_t *)((const char *)message + f->quantifier_offset);
+    const void *const *items = *(const void *const *const *)at;
+    for (size_t k = 0; k < n; k++) {
+      if (!value_utf8_ok(f, &items[k]))
+        return false;
+    }
+  }
+  return true;
+}
+
 /* ---- arena ---- */
 
 void *xl_alloc(ProtobufCAllocator *a, size_t size) {

@@ -206,6 +206,11 @@ int usc_xlate_request_build(usc_xlate_rpc_t rpc,
                             usc_xlate_error_t *error) {
   *out = (usc_xlate_request_t){0};
   int rc = usc_xlate_request_check(rpc, request, error);
+  if (rc == 0 && !usc_xlate_message_utf8_ok(request)) {
+    xl_fail(error, USC_GRPC_INVALID_ARGUMENT, NULL,
+            "a string of the request is not valid UTF-8");
+    rc = USC_ERR_INVALID;
+  }
   if (rc == 0)
     rc = build_target(rpc, request, out, error);
   if (rc == 0)

@@ -464,18 +464,18 @@ static void test_hostile_addresses(void **state) {
 static void test_good_addresses(void **state) {
   (void)state;
   static const char *const users[] = {"",   "@me",  "@viewer", "@owner",
-                                      "12", "AbC9", USER65 + 1};
+                                      "12", "AbC9", &USER65[1]};
   static const char *const exts[] = {"@self", "0003*210", "210", "*1",
-                                     EXT33 + 1};
+                                     &EXT33[1]};
   for (size_t u = 0; u < USC_ARRAY_LEN(users); u++) {
     for (size_t e = 0; e < USC_ARRAY_LEN(exts); e++) {
       ProtobufCMessage *m = t_request(&arena, USC_XLATE_GET);
       t_set(m, "user_id", users[u]);
       t_set(m, "extension", exts[e]);
-      t_set(m, "phone_call_id", ID65 + 1);
+      t_set(m, "phone_call_id", &ID65[1]);
       char target[256];
       snprintf(target, sizeof(target), "/uapi/phoneCalls/%s/%s/%s",
-               users[u][0] ? users[u] : "@me", exts[e], ID65 + 1);
+               users[u][0] ? users[u] : "@me", exts[e], &ID65[1]);
       expect(USC_XLATE_GET, m, "GET", target, NULL);
     }
   }
@@ -516,6 +516,40 @@ static void test_target_too_long(void **state) {
       usc_xlate_request_build(USC_XLATE_LIST, &r->base, &req, &err), 0);
   usc_xlate_request_free(&req);
   usc_xlate_request_free(&req); /* a freed request is zeroed */
+}
+
+/* The body is JSON, which is UTF-8 only: a request carrying a string that
+ * is not (protobuf-c does not check) is refused, not sent as JSON the
+ * upstream cannot read. Found by fuzz/pb_json_fuzz. */
+static void test_not_utf8(void **state) {
+  (void)state;
+  create_req_t *r =
+      (create_req_t *)t_request(&arena, USC_XLATE_CREATE_CALLBACK);
+  r->user_id = "@me";
+  r->extension = "0009*210";
+  r->source = t_strv(&arena, &r->n_source, "0003*210", NULL);
+  r->destination = t_strv(&arena, &r->n_destination, "0003*21\xc6", NULL);
+  usc_xlate_request_t req;
+  usc_xlate_error_t err;
+  assert_int_equal(
+      usc_xlate_request_build(USC_XLATE_CREATE_CALLBACK, &r->base, &req, &err),
+      USC_ERR_INVALID);
+  assert_int_equal(err.status, USC_GRPC_INVALID_ARGUMENT);
+  assert_string_equal(err.message,
+                      "a string of the request is not valid UTF-8");
+  assert_null(req.target);
+  assert_null(req.body);
+  /* In the query too, where it would have been percent-encoded. */
+  list_req_t *l = (list_req_t *)t_request(&arena, USC_XLATE_LIST);
+  l->extension = "210";
+  l->filter_value = "caf\xe9";
+  assert_int_equal(
+      usc_xlate_request_build(USC_XLATE_LIST, &l->base, &req, &err),
+      USC_ERR_INVALID);
+  l->filter_value = "caf\xc3\xa9";
+  assert_int_equal(
+      usc_xlate_request_build(USC_XLATE_LIST, &l->base, &req, &err), 0);
+  usc_xlate_request_free(&req);
 }
 
 /* ---- allocation failure ---- */
@@ -586,6 +620,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_good_addresses, setup, teardown),
       cmocka_unit_test_setup_teardown(test_wrong_message, setup, teardown),
       cmocka_unit_test_setup_teardown(test_target_too_long, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_not_utf8, setup, teardown),
       cmocka_unit_test_setup_teardown(test_alloc_failure, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -107,6 +107,12 @@ int usc_xlate_request_check(usc_xlate_rpc_t rpc,
                             const ProtobufCMessage *request,
                             usc_xlate_error_t *error);
 
+/* Whether every string of `message`, those of its repeated and nested
+ * messages included, is valid UTF-8, as proto3 requires of string fields.
+ * protobuf-c does not check it when unpacking, and JSON text (RFC 8259)
+ * cannot carry anything else: the builders below refuse such messages. */
+bool usc_xlate_message_utf8_ok(const ProtobufCMessage *message);
+
 /* ---- Client direction: the request ---- */
 
 /* Longest target (path and query) built; longer ones are refused. */
@@ -132,8 +138,9 @@ typedef struct {
  * unreserved characters pass), "fields" comma-joined. Nothing is built on
  * error: *out is left zeroed. Returns 0, USC_ERR_INVALID (error says why:
  * INVALID_ARGUMENT with a UAPI code, INVALID_ARGUMENT for a target over
- * USC_XLATE_TARGET_MAX or a body over USC_XLATE_JSON_MAX, INTERNAL for a
- * message of the wrong type) or USC_ERR_NOMEM. */
+ * USC_XLATE_TARGET_MAX, a body over USC_XLATE_JSON_MAX or a string that
+ * is not UTF-8, INTERNAL for a message of the wrong type) or
+ * USC_ERR_NOMEM. */
 int usc_xlate_request_build(usc_xlate_rpc_t rpc,
                             const ProtobufCMessage *request,
                             usc_xlate_request_t *out, usc_xlate_error_t *error);
@@ -273,8 +280,8 @@ typedef struct {
  * {"id":...}, or 204 when nothing was hung up; List -> 200 and a collection
  * {startIndex, itemsPerPage, totalResults, entry}; Get -> the same
  * collection with one entry; actions -> 200 and the PhoneCall. Returns 0,
- * USC_ERR_INVALID (wrong type, or a timestamp outside 0001..9999) or
- * USC_ERR_NOMEM. */
+ * USC_ERR_INVALID (wrong type, a timestamp outside 0001..9999, or a string
+ * that is not UTF-8) or USC_ERR_NOMEM. */
 int usc_xlate_facade_answer(usc_xlate_rpc_t rpc,
                             const ProtobufCMessage *response,
                             usc_xlate_reply_t *out);
