@@ -108,6 +108,8 @@ def main():
                         suite(["tests/interop/run.sh", asan], env)))
         results.append(("translation backend on the sanitizer build",
                         suite(["tests/uapi/run.sh", asan], env)))
+        results.append(("examples on the sanitizer build",
+                        suite(["examples/run.sh", asan], env)))
     # One passed per fuzz target that stays clean from its seeds for these
     # seconds, one failed per target that finds something.
     results.append(("fuzz smoke", suite(["fuzz/run.sh", "smoke", "5"])))
